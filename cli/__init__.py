@@ -1,0 +1,1 @@
+"""The `knet` command (installed as the package knet.cli)."""
