@@ -22,7 +22,9 @@ $(STAMP): requirements-dev.txt
 setup: $(STAMP)
 
 build: setup
-	MAX_JOBS=$(MAX_JOBS) $(BIN)/pip install --no-build-isolation --no-deps -e . 2>&1 | tail -n 3
+	MAX_JOBS=$(MAX_JOBS) $(BIN)/pip install -v --no-build-isolation --no-deps -e . > build.log 2>&1 \
+	  || (tail -n 80 build.log; echo "knet: build failed, full log in build.log"; exit 1)
+	grep -A 13 'knet build configuration' build.log | head -n 14
 	$(BIN)/knet info
 
 ctest: setup
@@ -41,4 +43,4 @@ bench: build
 	$(BIN)/python bench/ops.py
 
 clean:
-	rm -rf build build-cmake build-cmake.log *.egg-info knet/_C*.so
+	rm -rf build build.log build-cmake build-cmake.log *.egg-info knet/_C*.so
