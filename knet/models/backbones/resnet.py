@@ -1,0 +1,254 @@
+"""ResNet-50/101 with Bottleneck blocks (He et al., 2016), in the layouts K-Net checkpoints use.
+
+Two stems, one body:
+
+* the torchvision / mmdet stem (`conv1` 7x7 stride 2 + `bn1`), used by instance and panoptic K-Net;
+* the V1c deep stem (`stem.{0,1,3,4,6,7}`: three 3x3 convs with BN + ReLU, widths
+  stem/2, stem/2, stem), used by the MMSegmentation semantic K-Net.
+
+'pytorch' style: the stride sits in the 3x3 conv of a bottleneck. The dilated D8 variant uses
+strides (1, 2, 1, 1) and dilations (1, 1, 2, 4); with `contract_dilation` the first block of a
+dilated stage uses half the dilation (as MMSegmentation's ResLayer). Parameter names follow the
+checkpoints: `layer{1..4}.{i}.conv{1,2,3}`, `bn{1,2,3}`, `downsample.{0,1}`.
+
+The forward returns the four stage outputs C2..C5 (strides 4/8/16/32, or 4/8/8/8 for D8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from knet.errors import KnetError
+
+# Blocks per stage for the supported depths.
+RESNET_STAGE_BLOCKS: dict[int, tuple[int, int, int, int]] = {
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+}
+
+BOTTLENECK_EXPANSION = 4
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce -> 3x3 (stride, dilation) -> 1x1 expand, plus the identity / projection shortcut."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        out_channels = planes * BOTTLENECK_EXPANSION
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(
+            planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
+        )
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+def _make_stage(
+    *,
+    in_channels: int,
+    planes: int,
+    num_blocks: int,
+    stride: int,
+    dilation: int,
+    contract_dilation: bool,
+) -> nn.Sequential:
+    out_channels = planes * BOTTLENECK_EXPANSION
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+    first_dilation = dilation // 2 if (contract_dilation and dilation > 1) else dilation
+    blocks = [
+        Bottleneck(
+            in_channels=in_channels,
+            planes=planes,
+            stride=stride,
+            dilation=first_dilation,
+            downsample=downsample,
+        )
+    ]
+    for _ in range(1, num_blocks):
+        blocks.append(Bottleneck(in_channels=out_channels, planes=planes, dilation=dilation))
+    return nn.Sequential(*blocks)
+
+
+class ResNet(nn.Module):
+    """Bottleneck ResNet returning [C2, C3, C4, C5].
+
+    Args (keyword-only):
+        depth: 50 or 101.
+        in_channels: image channels.
+        stem_channels: stem output width (64 published; the V1c stem convs are stem/2, stem/2, stem).
+        base_channels: planes of stage 1 (64 published); stage s has base * 2**s planes and
+            4x that many output channels.
+        deep_stem: True for the V1c stem (`stem.*` keys), False for `conv1` / `bn1`.
+        strides, dilations: per stage; (1,2,1,1) / (1,1,2,4) is the D8 variant.
+        contract_dilation: halve the dilation of the first block of a dilated stage.
+        frozen_stages: -1 none; 0 freezes the stem; s >= 1 also freezes layer1..layer{s}.
+        norm_eval: keep every BatchNorm in eval mode (running statistics) while training.
+        with_dcn: deformable conv variants are not supported; True raises a KnetError.
+    """
+
+    def __init__(
+        self,
+        *,
+        depth: int = 50,
+        in_channels: int = 3,
+        stem_channels: int = 64,
+        base_channels: int = 64,
+        deep_stem: bool = False,
+        strides: Sequence[int] = (1, 2, 2, 2),
+        dilations: Sequence[int] = (1, 1, 1, 1),
+        contract_dilation: bool = False,
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        with_dcn: bool = False,
+    ) -> None:
+        super().__init__()
+        if depth not in RESNET_STAGE_BLOCKS:
+            raise KnetError(f"ResNet depth {depth} is not supported (choose 50 or 101)")
+        if with_dcn:
+            raise KnetError("ResNet with deformable convolutions (DCN) is not supported yet")
+        if len(strides) != 4 or len(dilations) != 4:
+            raise KnetError("ResNet needs 4 strides and 4 dilations, one per stage")
+        self.depth = depth
+        self.deep_stem = deep_stem
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        if deep_stem:
+            half = stem_channels // 2
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, half, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(half),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(half, half, 3, stride=1, padding=1, bias=False),
+                nn.BatchNorm2d(half),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(half, stem_channels, 3, stride=1, padding=1, bias=False),
+                nn.BatchNorm2d(stem_channels),
+                nn.ReLU(inplace=True),
+            )
+        else:
+            self.conv1 = nn.Conv2d(in_channels, stem_channels, 7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(stem_channels)
+            self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+        channels = stem_channels
+        self.out_channels: list[int] = []
+        for s, num_blocks in enumerate(RESNET_STAGE_BLOCKS[depth]):
+            planes = base_channels * 2**s
+            stage = _make_stage(
+                in_channels=channels,
+                planes=planes,
+                num_blocks=num_blocks,
+                stride=strides[s],
+                dilation=dilations[s],
+                contract_dilation=contract_dilation,
+            )
+            self.add_module(f"layer{s + 1}", stage)
+            channels = planes * BOTTLENECK_EXPANSION
+            self.out_channels.append(channels)
+        self._freeze_stages()
+
+    def _stem_modules(self) -> list[nn.Module]:
+        return [self.stem] if self.deep_stem else [self.conv1, self.bn1]
+
+    def _freeze_stages(self) -> None:
+        frozen: list[nn.Module] = []
+        if self.frozen_stages >= 0:
+            frozen += self._stem_modules()
+        for s in range(1, self.frozen_stages + 1):
+            frozen.append(getattr(self, f"layer{s}"))
+        for module in frozen:
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True) -> "ResNet":
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # x: [B, 3, H, W]
+        if self.deep_stem:
+            x = self.stem(x)  # [B, stem, H/2, W/2]
+        else:
+            x = self.relu(self.bn1(self.conv1(x)))
+        x = self.maxpool(x)  # [B, stem, H/4, W/4]
+        outs = []
+        for s in range(4):
+            x = getattr(self, f"layer{s + 1}")(x)
+            outs.append(x)
+        return outs  # [C2, C3, C4, C5]
+
+
+def resnet(
+    *,
+    depth: int = 50,
+    base_channels: int = 64,
+    frozen_stages: int = 1,
+    norm_eval: bool = True,
+) -> ResNet:
+    """torchvision-style ResNet (7x7 stem) as the instance / panoptic K-Net uses it."""
+    return ResNet(
+        depth=depth,
+        stem_channels=base_channels,
+        base_channels=base_channels,
+        deep_stem=False,
+        frozen_stages=frozen_stages,
+        norm_eval=norm_eval,
+    )
+
+
+def resnet_v1c(
+    *,
+    depth: int = 50,
+    stem_channels: int = 64,
+    base_channels: int = 64,
+    dilated: bool = False,
+    frozen_stages: int = -1,
+    norm_eval: bool = False,
+) -> ResNet:
+    """ResNetV1c (deep stem); `dilated=True` is the D8 variant (strides 1,2,1,1, dilations 1,1,2,4)."""
+    return ResNet(
+        depth=depth,
+        stem_channels=stem_channels,
+        base_channels=base_channels,
+        deep_stem=True,
+        strides=(1, 2, 1, 1) if dilated else (1, 2, 2, 2),
+        dilations=(1, 1, 2, 4) if dilated else (1, 1, 1, 1),
+        contract_dilation=True,
+        frozen_stages=frozen_stages,
+        norm_eval=norm_eval,
+    )
