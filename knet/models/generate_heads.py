@@ -1,0 +1,266 @@
+"""Kernel generate heads of semantic K-Net (spec 3.1): FCN, PSP, ASPP and UPerNet.
+
+Each head maps backbone features to one feature map `feats` [B, C, h, w] (the last map before the
+classifier); semantic K-Net then takes `conv_seg(feats)` as the stage-0 logits and `conv_seg.weight`
+as the initial kernels (paper Sec. 3.3: "the kernels of a semantic segmentation head are
+naturally the initial class kernels"). The classifier lives in `SemanticKernelGenerator`, which
+wraps one of these heads.
+
+Module structure and parameter names follow MMSegmentation (ConvModule = `conv` without bias +
+`bn` + ReLU; PPM = `psp_modules.{k}.1`; every resize bilinear with align_corners=False), so the
+released checkpoints load after removing their prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class ConvBNReLU(nn.Module):
+    """conv (no bias) -> BatchNorm -> ReLU, with MMSegmentation's ConvModule key names."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        dilation: int = 1,
+    ) -> None:
+        super().__init__()
+        padding = 0 if kernel_size == 1 else (kernel_size // 2) * dilation
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False
+        )
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.activate = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.bn(self.conv(x)))
+
+
+class FCNHead(nn.Module):
+    """`num_convs` 3x3 convs on one backbone level; with `concat_input`, conv_cat([x, convs(x)]).
+
+    Also the auxiliary head of every semantic K-Net (on C4, 1 conv, no concat).
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        channels: int,
+        num_convs: int = 2,
+        concat_input: bool = True,
+        in_index: int = 3,
+        kernel_size: int = 3,
+    ) -> None:
+        super().__init__()
+        self.in_index = in_index
+        self.channels = channels
+        convs = [
+            ConvBNReLU(
+                in_channels=in_channels if i == 0 else channels,
+                out_channels=channels,
+                kernel_size=kernel_size,
+            )
+            for i in range(num_convs)
+        ]
+        self.convs = nn.Sequential(*convs) if convs else nn.Identity()
+        self.concat_input = concat_input
+        if concat_input:
+            self.conv_cat = ConvBNReLU(
+                in_channels=in_channels + channels, out_channels=channels, kernel_size=kernel_size
+            )
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        x = inputs[self.in_index]  # [B, Cin, h, w]
+        feats = self.convs(x)  # [B, C, h, w]
+        if self.concat_input:
+            feats = self.conv_cat(torch.cat([x, feats], dim=1))
+        return feats
+
+
+class PyramidPooling(nn.ModuleList):
+    """PPM (Zhao et al., PSPNet): adaptive average pool to s x s, 1x1 conv, resize back, per scale.
+
+    Branch k is `{k}.0` (pool, no parameters) and `{k}.1` (ConvBNReLU), as in the checkpoints.
+    """
+
+    def __init__(self, *, in_channels: int, channels: int, pool_scales: Sequence[int]) -> None:
+        super().__init__(
+            nn.Sequential(
+                nn.AdaptiveAvgPool2d(scale),
+                ConvBNReLU(in_channels=in_channels, out_channels=channels, kernel_size=1),
+            )
+            for scale in pool_scales
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [_resize(branch(x), x.shape[2:]) for branch in self]
+
+
+class PSPHead(nn.Module):
+    """bottleneck(cat([x, PPM(x)])) on C5."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        channels: int,
+        pool_scales: Sequence[int] = (1, 2, 3, 6),
+        in_index: int = 3,
+    ) -> None:
+        super().__init__()
+        self.in_index = in_index
+        self.channels = channels
+        self.psp_modules = PyramidPooling(
+            in_channels=in_channels, channels=channels, pool_scales=pool_scales
+        )
+        self.bottleneck = ConvBNReLU(
+            in_channels=in_channels + len(pool_scales) * channels, out_channels=channels, kernel_size=3
+        )
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        x = inputs[self.in_index]
+        return self.bottleneck(torch.cat([x, *self.psp_modules(x)], dim=1))
+
+
+class ASPPHead(nn.Module):
+    """DeepLabV3: image pooling + parallel atrous convs (1x1 for dilation 1), concat, bottleneck."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        channels: int,
+        dilations: Sequence[int] = (1, 12, 24, 36),
+        in_index: int = 3,
+    ) -> None:
+        super().__init__()
+        self.in_index = in_index
+        self.channels = channels
+        self.image_pool = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            ConvBNReLU(in_channels=in_channels, out_channels=channels, kernel_size=1),
+        )
+        self.aspp_modules = nn.ModuleList(
+            ConvBNReLU(
+                in_channels=in_channels,
+                out_channels=channels,
+                kernel_size=1 if d == 1 else 3,
+                dilation=d,
+            )
+            for d in dilations
+        )
+        self.bottleneck = ConvBNReLU(
+            in_channels=(len(dilations) + 1) * channels, out_channels=channels, kernel_size=3
+        )
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        x = inputs[self.in_index]
+        outs = [_resize(self.image_pool(x), x.shape[2:])]
+        outs += [branch(x) for branch in self.aspp_modules]
+        return self.bottleneck(torch.cat(outs, dim=1))
+
+
+class UPerHead(nn.Module):
+    """UPerNet (Xiao et al., 2018): PPM on C5 + top-down FPN, all levels fused at stride 4."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: Sequence[int],
+        channels: int,
+        pool_scales: Sequence[int] = (1, 2, 3, 6),
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.psp_modules = PyramidPooling(
+            in_channels=in_channels[-1], channels=channels, pool_scales=pool_scales
+        )
+        self.bottleneck = ConvBNReLU(
+            in_channels=in_channels[-1] + len(pool_scales) * channels,
+            out_channels=channels,
+            kernel_size=3,
+        )
+        self.lateral_convs = nn.ModuleList(
+            ConvBNReLU(in_channels=c, out_channels=channels, kernel_size=1) for c in in_channels[:-1]
+        )
+        self.fpn_convs = nn.ModuleList(
+            ConvBNReLU(in_channels=channels, out_channels=channels, kernel_size=3)
+            for _ in in_channels[:-1]
+        )
+        self.fpn_bottleneck = ConvBNReLU(
+            in_channels=len(in_channels) * channels, out_channels=channels, kernel_size=3
+        )
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        top = inputs[-1]
+        laterals = [conv(inputs[i]) for i, conv in enumerate(self.lateral_convs)]
+        laterals.append(self.bottleneck(torch.cat([top, *self.psp_modules(top)], dim=1)))
+        # top-down pathway
+        for i in range(len(laterals) - 1, 0, -1):
+            laterals[i - 1] = laterals[i - 1] + _resize(laterals[i], laterals[i - 1].shape[2:])
+        outs = [conv(laterals[i]) for i, conv in enumerate(self.fpn_convs)]
+        outs.append(laterals[-1])
+        size = outs[0].shape[2:]
+        outs = [outs[0]] + [_resize(o, size) for o in outs[1:]]
+        return self.fpn_bottleneck(torch.cat(outs, dim=1))  # [B, C, H/4, W/4]
+
+
+GenerateHead = FCNHead | PSPHead | ASPPHead | UPerHead
+
+
+class SemanticKernelGenerator(nn.Module):
+    """A generate head plus its classifier: feats, stage-0 logits and the initial class kernels.
+
+    conv_seg is a 1x1 conv with bias; its weight [K, C, 1, 1] gives the K initial kernels. The
+    0.1 Dropout2d before it only acts in training.
+    """
+
+    def __init__(
+        self, *, head: GenerateHead, num_classes: int, dropout: float = 0.1
+    ) -> None:
+        super().__init__()
+        self.head = head
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.conv_seg = nn.Conv2d(head.channels, num_classes, 1)
+
+    def forward(
+        self, inputs: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feats = self.head(inputs)  # [B, C, h, w]
+        logits = self.conv_seg(self.dropout(feats))  # [B, K, h, w]
+        b = feats.shape[0]
+        kernels = self.conv_seg.weight.reshape(1, *self.conv_seg.weight.shape[:2]).expand(b, -1, -1)
+        return feats, logits, kernels  # kernels [B, K, C]
+
+
+class AuxiliaryFCNHead(nn.Module):
+    """Training-only auxiliary FCN head on C4 (one 3x3 conv, dropout, 1x1 classifier)."""
+
+    def __init__(
+        self, *, in_channels: int, channels: int, num_classes: int, num_convs: int = 1, in_index: int = 2
+    ) -> None:
+        super().__init__()
+        self.head = FCNHead(
+            in_channels=in_channels,
+            channels=channels,
+            num_convs=num_convs,
+            concat_input=False,
+            in_index=in_index,
+        )
+        self.dropout = nn.Dropout2d(0.1)
+        self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.conv_seg(self.dropout(self.head(inputs)))  # [B, K, h, w]
