@@ -22,6 +22,7 @@ class InstanceResult:
     scores: np.ndarray  # [K] float32, descending
     labels: np.ndarray  # [K] int64, class index
     masks: np.ndarray  # [K, H, W] bool
+    kernel_index: np.ndarray | None = None  # [K] int64, the kernel each detection comes from (optional)
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Segment:
     is_thing: bool
     score: float
     area: int  # pixels with this id in segment_map
+    kernel_index: int = -1  # the kernel the segment comes from (-1 when unknown)
 
 
 @dataclass
