@@ -51,7 +51,7 @@ class SynthScene:
 def _polygon_mask(polygon: list[float], h: int, w: int) -> np.ndarray:
     from knet.ops import rle
 
-    return rle.decode(rle.from_polygons([polygon], h, w)).astype(bool)  # [H, W]
+    return rle.decode(rle.from_polygons([polygon], h, w))[0].astype(bool)  # [H, W]
 
 
 def _shape_polygon(rng: np.random.Generator, kind: int, cx: float, cy: float, r: float) -> list[float]:
