@@ -1,0 +1,159 @@
+"""Instance and panoptic post-processing of K-Net (spec 2.7), same outputs, far less work.
+
+Masks to the original image (both tasks), exactly as the original code:
+    stride-8 logits -> x2 bilinear -> sigmoid -> bilinear to the padded batch shape
+    -> crop to img_shape (top-left) -> bilinear to ori_shape        (align_corners=False)
+
+Instance: top-k (kernel, class) pairs of the sigmoid scores (kernel-major flattening), mask =
+probability > 0.5. Panoptic: each pixel goes to argmax_k score[k] * prob[k]; kernels visited by
+descending score write their pixels unless (thing and score < 0.3) or area / orig < 0.6.
+
+Where the original spends its time (a full-resolution float copy of every mask at the padded
+size, then another at the original size, then 153 full-resolution comparisons), this version:
+* resizes each distinct kept kernel once (instance: duplicated kernels share their mask);
+* works through the kernels in small chunks, so only a few full-resolution float maps exist at a
+  time; every per-kernel resize is independent, so chunking changes no value;
+* panoptic: keeps a running (best value, best kernel) pair per pixel (strictly-greater update:
+  the first maximum wins, as argmax), counts `prob >= 0.5` per kernel on the fly, gets the
+  per-kernel areas with one bincount and writes the segment map with one lookup table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from knet.structures import InstanceResult, PanopticResult, Segment
+
+Shape = Sequence[int]
+
+# masks resized per chunk: bounds the full-resolution float memory to CHUNK maps
+CHUNK = 8
+
+
+def masks_to_original(
+    mask_logits: torch.Tensor, *, batch_shape: Shape, img_shape: Shape, ori_shape: Shape, upsample: int = 2
+) -> torch.Tensor:
+    """[N, h, w] stride-8 logits -> [N, H, W] mask probabilities at the original image size."""
+    m = mask_logits.unsqueeze(0).float()  # [1, N, h, w]
+    if upsample != 1:
+        m = F.interpolate(m, scale_factor=upsample, mode="bilinear", align_corners=False)
+    m = m.sigmoid()
+    m = F.interpolate(m, size=tuple(batch_shape[:2]), mode="bilinear", align_corners=False)
+    m = m[:, :, : img_shape[0], : img_shape[1]]
+    m = F.interpolate(m, size=tuple(ori_shape[:2]), mode="bilinear", align_corners=False)
+    return m[0]
+
+
+def _chunks(n: int, size: int = CHUNK):
+    for start in range(0, n, size):
+        yield start, min(start + size, n)
+
+
+def instance_postprocess(
+    cls_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    *,
+    batch_shape: Shape,
+    img_shape: Shape,
+    ori_shape: Shape,
+    max_per_img: int = 100,
+    mask_thr: float = 0.5,
+) -> InstanceResult:
+    """cls_logits [N, K], mask_logits [N, h, w] (one image) -> top-k detections at ori_shape."""
+    num_classes = cls_logits.shape[-1]
+    scores = cls_logits.float().sigmoid().flatten()  # index = kernel * K + class
+    k = min(max_per_img, scores.numel())
+    top_scores, top_idx = scores.topk(k, sorted=True)
+    kernels = torch.div(top_idx, num_classes, rounding_mode="floor")
+    labels = top_idx % num_classes
+
+    # resize each distinct kernel once, binarise straight away (bool at full resolution)
+    uniq, inverse = torch.unique(kernels, return_inverse=True)
+    oh, ow = int(ori_shape[0]), int(ori_shape[1])
+    binary = torch.empty((uniq.numel(), oh, ow), dtype=torch.bool, device=mask_logits.device)
+    for s, e in _chunks(uniq.numel()):
+        probs = masks_to_original(
+            mask_logits[uniq[s:e]], batch_shape=batch_shape, img_shape=img_shape, ori_shape=ori_shape
+        )
+        torch.gt(probs, mask_thr, out=binary[s:e])
+    masks = binary[inverse]  # [k, H, W]
+    return InstanceResult(
+        scores=top_scores.cpu().numpy().astype(np.float32),
+        labels=labels.cpu().numpy().astype(np.int64),
+        masks=masks.cpu().numpy(),
+        kernel_index=kernels.cpu().numpy().astype(np.int64),
+    )
+
+
+def panoptic_scores(
+    cls_logits: torch.Tensor, *, num_kernels: int, num_thing_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-kernel (score, label): things take their best thing class, stuff kernel j its own class."""
+    probs = cls_logits.float().sigmoid()  # [N, K]
+    thing_scores, thing_labels = probs[:num_kernels, :num_thing_classes].max(dim=1)
+    stuff_scores = probs[num_kernels:, num_thing_classes:].diagonal()
+    stuff_labels = torch.arange(stuff_scores.numel(), device=probs.device) + num_thing_classes
+    return torch.cat([thing_scores, stuff_scores]), torch.cat([thing_labels, stuff_labels])
+
+
+def panoptic_postprocess(
+    cls_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    *,
+    num_kernels: int,
+    num_thing_classes: int,
+    batch_shape: Shape,
+    img_shape: Shape,
+    ori_shape: Shape,
+    instance_score_thr: float = 0.3,
+    overlap_thr: float = 0.6,
+) -> PanopticResult:
+    """cls_logits [N, K], mask_logits [N, h, w] (things first, then stuff) -> PanopticResult.
+
+    Segment ids are 1..n in writing order (descending score); 0 = VOID.
+    """
+    scores, labels = panoptic_scores(cls_logits, num_kernels=num_kernels, num_thing_classes=num_thing_classes)
+    n = scores.numel()
+    oh, ow = int(ori_shape[0]), int(ori_shape[1])
+    best = torch.empty((oh, ow), dtype=torch.float32, device=mask_logits.device)
+    owner = torch.zeros((oh, ow), dtype=torch.int64, device=mask_logits.device)
+    orig_area = torch.zeros(n, dtype=torch.int64)
+    for s, e in _chunks(n):
+        probs = masks_to_original(
+            mask_logits[s:e], batch_shape=batch_shape, img_shape=img_shape, ori_shape=ori_shape
+        )  # [c, H, W]
+        orig_area[s:e] = (probs >= 0.5).flatten(1).sum(1, dtype=torch.int32).cpu()  # int32 sum: ~20x faster than int64
+        weighted = scores[s:e].view(-1, 1, 1) * probs  # score-weighted mask probability
+        chunk_best, chunk_owner = weighted.max(dim=0)  # first maximum within the chunk
+        if s == 0:
+            best.copy_(chunk_best)
+            owner.copy_(chunk_owner)
+        else:
+            better = chunk_best > best  # strict: an earlier kernel keeps a tie, as argmax
+            best = torch.where(better, chunk_best, best)
+            owner = torch.where(better, chunk_owner + s, owner)
+    area = torch.bincount(owner.flatten(), minlength=n).cpu()
+
+    lut = torch.zeros(n, dtype=torch.int32)  # kernel -> segment id (0 = not written)
+    segments: list[Segment] = []
+    scores_cpu, labels_cpu = scores.cpu(), labels.cpu()
+    for k in torch.argsort(-scores_cpu).tolist():
+        label = int(labels_cpu[k])
+        is_thing = label < num_thing_classes
+        score = float(scores_cpu[k])
+        if is_thing and score < instance_score_thr:
+            continue
+        a, o = int(area[k]), int(orig_area[k])
+        if a == 0 or o == 0:
+            continue
+        if a / o < overlap_thr:
+            continue
+        seg_id = len(segments) + 1
+        lut[k] = seg_id
+        segments.append(Segment(id=seg_id, label=label, is_thing=is_thing, score=score, area=a, kernel_index=k))
+    segment_map = lut[owner.cpu()].numpy()  # [H, W] int32
+    return PanopticResult(segment_map=segment_map, segments=segments)
