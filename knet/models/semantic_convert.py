@@ -17,7 +17,8 @@ What the shapes cannot tell and how it is decided:
 * dilation: FCN / PSP / ASPP models are the D8 ResNet, UPerNet is not dilated (the released set);
 * PSP / UPerNet pool scales (1,2,3,6) and ASPP dilations (1,12,24,36): only their count is checked;
 * attention heads: 8 (every release);
-* test scale: (2048, 512); the Swin-L 640 model has the same shapes (use its preset to get 640).
+* test scale: (2048, 512), or (2048, 640) when the checkpoint meta's config name says 640x640
+  (the Swin-L 640 model has the same shapes as the 512 one).
 """
 
 from __future__ import annotations
@@ -156,8 +157,28 @@ def _aux_fields(sd: Mapping[str, torch.Tensor]) -> dict[str, object]:
     }
 
 
-def semantic_config_from_state_dict(sd: Mapping[str, torch.Tensor]) -> SemanticKNetConfig:
-    """Infer a SemanticKNetConfig from an MMSegmentation K-Net state dict (official key names)."""
+def _meta_fields(meta: Mapping[str, object] | None, num_classes: int) -> dict[str, object]:
+    """Class names and the 640 crop / test scale from an mmcv checkpoint's `meta`, when present."""
+    if not meta:
+        return {}
+    fields: dict[str, object] = {}
+    classes = meta.get("CLASSES") or (meta.get("dataset_meta") or {}).get("classes")  # type: ignore[union-attr]
+    if isinstance(classes, (list, tuple)) and len(classes) == num_classes:
+        fields["class_names"] = tuple(str(c).strip() for c in classes)
+    config = meta.get("config")
+    if isinstance(config, str) and "640x640" in config:
+        fields.update(crop_size=(640, 640), test_scale=(2048, 640), drop_path_rate=0.4)
+    return fields
+
+
+def semantic_config_from_state_dict(
+    sd: Mapping[str, torch.Tensor], meta: Mapping[str, object] | None = None
+) -> SemanticKNetConfig:
+    """Infer a SemanticKNetConfig from an MMSegmentation K-Net state dict (official key names).
+
+    `meta` (optional, the checkpoint's mmcv meta dict) supplies class names and recognises the
+    640x640 Swin-L model by its config name; shapes alone cannot tell.
+    """
     if not is_semantic_state_dict(sd):
         raise KnetError("not a semantic K-Net checkpoint (no decode_head.kernel_generate_head.* keys)")
     fields: dict[str, object] = {}
@@ -165,6 +186,7 @@ def semantic_config_from_state_dict(sd: Mapping[str, torch.Tensor]) -> SemanticK
     fields.update(_head_fields(sd))
     fields.update(_update_fields(sd))
     fields.update(_aux_fields(sd))
+    fields.update(_meta_fields(meta, int(fields["num_classes"])))  # type: ignore[arg-type]
     cfg = SemanticKNetConfig(**fields)  # type: ignore[arg-type]
     if cfg.aux_head:
         aux_in = _shape(sd, AUX + "convs.0.conv.weight")[1]

@@ -116,3 +116,29 @@ def test_training_mode_carries_aux_logits(case):
     finally:
         model.zero_grad(set_to_none=True)
         model.eval()
+
+
+def test_convert_and_load_model_round_trip(fixtures_dir, tmp_path):
+    """knet.models.convert_checkpoint / load_model (checkpoint.py) on the semantic fixtures."""
+    from knet.models import convert_checkpoint, load_model
+
+    for name in FIXTURES:
+        ref = np.load(fixtures_dir / f"{name}_outputs.npz")
+        x = torch.from_numpy(np.load(fixtures_dir / f"{name}_input.npy"))
+        dst, cfg = convert_checkpoint(fixtures_dir / f"{name}.pth", tmp_path / f"{name}.safetensors")
+        for path in (fixtures_dir / f"{name}.pth", dst):
+            model = load_model(path)
+            model.eval()
+            assert model.task == "semantic" and model.config == cfg
+            with torch.no_grad():
+                out = model.forward_stages(x)[-1]
+            _check(f"{path.suffix} stage3_mask_logits", ref["stage3_mask_logits"], out["mask_logits"])
+
+
+def test_meta_gives_class_names_and_640_scale(fixtures_dir):
+    sd = torch.load(fixtures_dir / f"{FIXTURES[0]}.pth", map_location="cpu", weights_only=True)["state_dict"]
+    classes = [f"c{i}" for i in range(150)]
+    cfg = semantic_config_from_state_dict(
+        sd, {"CLASSES": classes, "config": "knet-s3_swin-l_upernet_8xb2-adamw-80k_ade20k-640x640"}
+    )
+    assert cfg.class_names == tuple(classes) and cfg.test_scale == (2048, 640)
