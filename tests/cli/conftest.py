@@ -138,3 +138,47 @@ def fake_checkpoint(monkeypatch, tmp_path: Path):
 
     make.loaded = loaded
     return make
+
+
+def tiny_config(task: str):
+    """A published preset with tiny widths (random init): fast enough for CLI tests."""
+    import dataclasses
+
+    from knet.models.presets import PRESETS
+
+    if task == "semantic":
+        cfg = PRESETS["knet_s3_upernet_r50_ade20k"]()
+        return dataclasses.replace(
+            cfg, base_channels=8, stem_channels=8, channels=32, feedforward_channels=32, updator_channels=16, num_heads=2,
+            aux_channels=8, num_classes=4, class_names=("wall", "floor", "sky", "tree"), test_scale=(96, 64),
+        )
+    name = {"instance": "knet_s3_r50_fpn_1x_coco", "panoptic": "knet_s3_r50_fpn_1x_coco-panoptic"}[task]
+    cfg = PRESETS[name]() if name in PRESETS else pytest.skip(f"no {name} preset")
+    things, stuff = ("circle", "square"), (("sky", "ground") if task == "panoptic" else ())
+    return dataclasses.replace(
+        cfg, base_channels=8, fpn_channels=32, channels=32, pe_num_feats=16, gn_groups=8, num_kernels=6, num_heads=2,
+        feedforward_channels=32, updator_channels=16, num_thing_classes=2, num_stuff_classes=len(stuff),
+        class_names=things + stuff, test_scale=(96, 64),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """checkpoint(task) -> a real knet .safetensors of a tiny randomly initialised model."""
+    import knet.models
+
+    if not all(hasattr(knet.models, n) for n in ("build_model", "save_model", "load_model")):
+        pytest.skip("knet.models.build_model/save_model/load_model not available yet")
+    d = tmp_path_factory.mktemp("tiny_ckpt")
+    cache: dict[str, Path] = {}
+
+    def make(task: str) -> Path:
+        if task not in cache:
+            torch.manual_seed(0)
+            model = knet.models.build_model(tiny_config(task))
+            path = d / f"tiny_{task}.safetensors"
+            knet.models.save_model(model, str(path))
+            cache[task] = path
+        return cache[task]
+
+    return make

@@ -214,11 +214,17 @@ def test_no_clobber_checked_before_any_work(images_dir, fake_checkpoint, tmp_pat
     "case, needle",
     [("missing", "image not found"), ("corrupt", "broken.png"), ("task", "unknown task"),
      ("ckpt_missing", "checkpoint not found"), ("wrong_task", "is a semantic model"), ("tta", "--tta"),
-     ("no_ckpt_semantic", "--checkpoint is required"), ("device", "unknown device"), ("batch", "--batch-size")],
+     ("no_ckpt_semantic", "--checkpoint is required"), ("device", "unknown device"), ("batch", "--batch-size"),
+     ("ckpt_dir", "is a directory"), ("ckpt_garbage", "junk.safetensors"), ("ckpt_other", "other.pth"),
+     ("bench_ckpt", "nope.pth")],
 )
 def test_one_line_errors(case, needle, images_dir, corrupt_image, fake_checkpoint, tmp_path):
+    import torch
+
     sem = fake_checkpoint("semantic")
     img = images_dir / "a.png"
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 100)
+    torch.save({"state_dict": {"fc.weight": torch.zeros(2, 2)}}, tmp_path / "other.pth")
     o = ["-o", tmp_path / "o"]
     args = {
         "missing": ["predict", tmp_path / "nope.png", "--task", "semantic", "-c", sem],
@@ -230,8 +236,12 @@ def test_one_line_errors(case, needle, images_dir, corrupt_image, fake_checkpoin
         "no_ckpt_semantic": ["predict", img, "--task", "semantic"],
         "device": ["predict", img, "--task", "semantic", "-c", sem, "--device", "tpu"],
         "batch": ["predict", img, "--task", "semantic", "-c", sem, "-b", "0"],
+        "ckpt_dir": ["predict", img, "--task", "semantic", "-c", tmp_path],
+        "ckpt_garbage": ["predict", img, "--task", "semantic", "-c", tmp_path / "junk.safetensors"],
+        "ckpt_other": ["predict", img, "--task", "semantic", "-c", tmp_path / "other.pth"],
+        "bench_ckpt": ["benchmark", "-c", tmp_path / "nope.pth"],
     }[case]
-    r = run(args + o)
+    r = run(args + (o if args[0] == "predict" else []))
     assert needle in one_line_error(r)
 
 
