@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -224,12 +226,61 @@ def load_into(model: nn.Module, sd: Mapping[str, torch.Tensor], *, source: str, 
 
 
 # ---- file I/O ------------------------------------------------------------------------------------
+class _Opaque:
+    """Stand-in for a non-tensor object in a checkpoint's meta (never executed)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __setstate__(self, state) -> None:
+        pass
+
+
+class _MetaTolerantUnpickler(pickle.Unpickler):
+    """Tensor-only unpickling that turns unknown classes (e.g. numpy / mmcv objects in `meta`)
+    into `_Opaque` instead of importing them: nothing outside the allow-list is ever called."""
+
+    _ALLOWED = {
+        ("collections", "OrderedDict"),
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_parameter"),
+        ("torch", "Size"),
+        ("torch", "device"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED or (module == "torch" and name.endswith("Storage")):
+            return super().find_class(module, name)
+        return _Opaque
+
+
+class _TolerantPickle:
+    Unpickler = _MetaTolerantUnpickler
+    load = staticmethod(pickle.load)
+
+
 def _torch_load(path: Path) -> object:
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            first = f.read(2)
+        if first == b"PK":
+            raise KnetError(f"{path}: truncated or corrupt checkpoint (incomplete zip archive)")
+        if first[:1] != b"\x80":  # neither a zip (torch >= 1.6) nor a legacy pickle
+            raise KnetError(f"{path}: not a PyTorch checkpoint file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated / not a torch file / pickled objects outside the allow-list
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise KnetError(f"{path}: cannot read the checkpoint (corrupt file)") from None
+    except Exception as exc:  # truncated / corrupt archive
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise KnetError(f"{path}: cannot read the checkpoint ({reason[:160]})") from None
+        raise KnetError(f"{path}: cannot read the checkpoint (truncated or corrupt: {reason[:100]})") from None
+    # the meta holds objects beyond plain tensors and containers: read again, keeping them opaque
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TolerantPickle)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KnetError(f"{path}: cannot read the checkpoint ({reason[:100]})") from None
 
 
 def _check_file(path: str | os.PathLike) -> Path:
@@ -242,6 +293,8 @@ def _check_file(path: str | os.PathLike) -> Path:
 def read_official(path: str | os.PathLike) -> tuple[Config, dict[str, torch.Tensor]]:
     """An official .pth -> (config, knet-named state dict)."""
     p = _check_file(path)
+    if _is_safetensors(p):
+        raise KnetError(f"{p}: already a .safetensors file, not an official .pth checkpoint")
     sd, meta = unwrap_checkpoint(_torch_load(p), str(p))
     return convert_state_dict(sd, meta, source=str(p))
 
@@ -315,3 +368,37 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike | None = N
     load_into(model, sd, source=str(p))
     save_model(model, out, overwrite=overwrite)
     return out, cfg
+
+
+def describe_config(cfg: Config) -> dict[str, object]:
+    """What a conversion inferred, as a flat dict for printing."""
+    if isinstance(cfg, DetKNetConfig):
+        backbone = f"ResNet-{cfg.depth} (base {cfg.base_channels})" if cfg.backbone == "resnet" else (
+            f"Swin (embed {cfg.swin_embed_dims}, depths {list(cfg.swin_depths)}, window {cfg.swin_window_size})"
+        )
+        return {
+            "family": "det",
+            "task": cfg.task,
+            "backbone": backbone,
+            "classes": f"{cfg.num_classes} ({cfg.num_thing_classes} thing + {cfg.num_stuff_classes} stuff)",
+            "kernels": cfg.num_kernels + cfg.num_stuff_classes,
+            "channels": cfg.channels,
+            "stages": cfg.num_stages,
+            "ffn": cfg.feedforward_channels,
+            "updator": cfg.updator_channels,
+        }
+    backbone = f"ResNetV1c-{cfg.depth}{' D8' if cfg.dilated else ''}" if cfg.backbone == "resnet_v1c" else (
+        f"Swin (embed {cfg.swin_embed_channels}, depths {list(cfg.swin_depths)})"
+    )
+    return {
+        "family": "semantic",
+        "task": "semantic",
+        "backbone": backbone,
+        "head": cfg.head,
+        "classes": cfg.num_classes,
+        "kernels": cfg.num_classes,
+        "channels": cfg.channels,
+        "stages": cfg.num_stages,
+        "ffn": cfg.feedforward_channels,
+        "updator": cfg.updator_channels,
+    }
