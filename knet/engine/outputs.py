@@ -67,11 +67,29 @@ def _model_meta(model, name: str):
     return value
 
 
+# COCO's category ids for the contiguous labels of the official checkpoints (things 1..90 with
+# gaps; the 53 panoptic stuff classes in panoptic_coco_categories.json order = mmdet's label order).
+COCO_THING_IDS = tuple(i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
+COCO_STUFF_IDS = (
+    92, 93, 95, 100, 107, 109, 112, 118, 119, 122, 125, 128, 130, 133, 138, 141, 144, 145, 147, 148, 149, 151, 154, 155,
+    156, 159, 161, 166, 168, 171, 175, 176, 177, 178, 180, 181, 184, 185, 186, 187, 188, 189, 190, 191, 192, 193, 194,
+    195, 196, 197, 198, 199, 200,
+)
+
+
 def category_ids_of(model, num_classes: int) -> list[int]:
     """Dataset category id of each contiguous class index: the checkpoint's `category_ids` metadata
-    when present (e.g. COCO's 1..90 with gaps), else label + 1."""
+    when present; COCO's ids when the classes are exactly COCO's 80 things (instance) or 133
+    panoptic classes (the official checkpoints); else label + 1."""
+    from knet.models.coco_classes import COCO_PANOPTIC_CLASSES, COCO_THING_CLASSES
+
     ids = _model_meta(model, "category_ids")
     if ids is None:
+        names = tuple(getattr(model, "class_names", ()))
+        if names == tuple(COCO_THING_CLASSES):
+            return list(COCO_THING_IDS)
+        if names == tuple(COCO_PANOPTIC_CLASSES):
+            return list(COCO_THING_IDS + COCO_STUFF_IDS)
         return list(range(1, num_classes + 1))
     ids = [int(i) for i in ids]
     if len(ids) != num_classes:

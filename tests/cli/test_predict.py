@@ -267,3 +267,17 @@ def test_cuda_without_gpu_is_a_clear_error(images_dir, fake_checkpoint, tmp_path
         pytest.skip("a GPU is visible")
     r = run(["predict", images_dir / "a.png", "--task", "semantic", "-c", fake_checkpoint("semantic"), "--device", "cuda", "-o", tmp_path / "o"])
     assert "no CUDA GPU" in one_line_error(r)
+
+
+def test_category_ids():
+    from types import SimpleNamespace
+
+    from knet.engine.outputs import category_ids_of
+    from knet.models.coco_classes import COCO_PANOPTIC_CLASSES, COCO_THING_CLASSES
+
+    ids = category_ids_of(SimpleNamespace(class_names=COCO_THING_CLASSES), 80)
+    assert len(ids) == 80 and ids[:12] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13] and ids[-1] == 90
+    pan = category_ids_of(SimpleNamespace(class_names=COCO_PANOPTIC_CLASSES), 133)
+    assert len(set(pan)) == 133 and pan[80] == 92 and pan[-1] == 200  # banner ... rug-merged
+    assert category_ids_of(SimpleNamespace(class_names=("a", "b")), 2) == [1, 2]
+    assert category_ids_of(SimpleNamespace(class_names=("a", "b"), category_ids=[7, 9]), 2) == [7, 9]
