@@ -42,6 +42,8 @@ class ConvBNReLU(nn.Module):
         )
         self.bn = nn.BatchNorm2d(out_channels)
         self.activate = nn.ReLU(inplace=True)
+        # MMCV ConvModule init: Kaiming normal (fan_out, ReLU); BN weight 1, bias 0 (defaults)
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activate(self.bn(self.conv(x)))
@@ -217,6 +219,12 @@ class UPerHead(nn.Module):
         return self.fpn_bottleneck(torch.cat(outs, dim=1))  # [B, C, H/4, W/4]
 
 
+def _init_classifier(conv: nn.Conv2d) -> None:
+    """MMSegmentation decode heads: conv_seg ~ N(0, 0.01), bias 0."""
+    nn.init.normal_(conv.weight, mean=0.0, std=0.01)
+    nn.init.zeros_(conv.bias)
+
+
 GenerateHead = FCNHead | PSPHead | ASPPHead | UPerHead
 
 
@@ -234,6 +242,7 @@ class SemanticKernelGenerator(nn.Module):
         self.head = head
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.conv_seg = nn.Conv2d(head.channels, num_classes, 1)
+        _init_classifier(self.conv_seg)
 
     def forward(
         self, inputs: Sequence[torch.Tensor]
@@ -261,6 +270,7 @@ class AuxiliaryFCNHead(nn.Module):
         )
         self.dropout = nn.Dropout2d(0.1)
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+        _init_classifier(self.conv_seg)
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.conv_seg(self.dropout(self.head(inputs)))  # [B, K, h, w]

@@ -54,8 +54,8 @@ def test_resnet_shapes_odd_size_and_noncontiguous():
     assert [o.shape[1] for o in outs] == [32, 64, 128, 256]
     assert outs[0].shape[-2:] == (10, 12)
     assert all(o.shape[-2:] == (5, 6) for o in outs[1:])
-    for a, b in zip(outs, ref):
-        torch.testing.assert_close(a, b)
+    for a, b in zip(outs, ref):  # different conv algorithms: equal to float32 rounding
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
 def test_resnet101_block_counts():

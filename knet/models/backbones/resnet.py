@@ -174,6 +174,9 @@ class ResNet(nn.Module):
             self.add_module(f"layer{s + 1}", stage)
             channels = planes * BOTTLENECK_EXPANSION
             self.out_channels.append(channels)
+        for m in self.modules():  # MMCV ResNet init: Kaiming normal convs (fan_out), BN 1 / 0
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         self._freeze_stages()
 
     def _stem_modules(self) -> list[nn.Module]:

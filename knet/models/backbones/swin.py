@@ -298,6 +298,11 @@ class SwinTransformer(nn.Module):
             start += depth
             self.add_module(f"norm{s}", nn.LayerNorm(channels))
             self.out_channels.append(channels)
+        for m in self.modules():  # MMSegmentation Swin init: trunc_normal(0.02) Linear, bias 0
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         # x: [B, 3, H, W]
