@@ -200,7 +200,7 @@ def unwrap_checkpoint(obj: object, source: str) -> tuple[dict[str, torch.Tensor]
 def convert_state_dict(sd: Mapping[str, torch.Tensor], meta: Mapping | None = None, *, source: str = "checkpoint") -> tuple[Config, dict[str, torch.Tensor]]:
     """Official state dict -> (knet config, state dict with knet key names)."""
     if any(k.startswith("decode_head.") for k in sd):
-        cfg = semantic_config_from_state_dict(sd)
+        cfg = semantic_config_from_state_dict(sd, meta)
         return cfg, semantic_state_dict_from_official(sd, keep_aux=cfg.aux_head)
     if any(k.startswith("rpn_head.") for k in sd) and any(k.startswith("roi_head.") for k in sd):
         return det_config_from_state_dict(sd, meta), det_state_dict_from_official(sd)
