@@ -281,3 +281,25 @@ def test_category_ids():
     assert len(set(pan)) == 133 and pan[80] == 92 and pan[-1] == 200  # banner ... rug-merged
     assert category_ids_of(SimpleNamespace(class_names=("a", "b")), 2) == [1, 2]
     assert category_ids_of(SimpleNamespace(class_names=("a", "b"), category_ids=[7, 9]), 2) == [7, 9]
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    import io
+
+    from knet.cli import predict as predict_cli
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert predict_cli._progress(10, quiet=False) is None  # not a terminal
+    tty = Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+    assert predict_cli._progress(10, quiet=True) is None  # --quiet
+    bar = predict_cli._progress(10, quiet=False)
+    assert bar is not None
+    bar.update(3)
+    bar.refresh()
+    bar.close()
+    assert "3/10" in tty.getvalue()
