@@ -105,13 +105,13 @@ class Collate:
         masks, labels = [], []
         for i, s in enumerate(samples):
             h, w = s.image.shape[:2]
-            img = torch.from_numpy(np.ascontiguousarray(s.image)).permute(2, 0, 1).float()  # [3, h, w]
+            img = torch.from_numpy(np.array(s.image, dtype=np.float32)).permute(2, 0, 1)  # [3, h, w]
             images[i, :, :h, :w] = (img - mean) / std if self.normalize else img  # pad value 0 after Normalize
             if has_sem:
-                sem[i, :h, :w] = torch.from_numpy(np.ascontiguousarray(s.sem_seg).astype(np.int64))
+                sem[i, :h, :w] = torch.from_numpy(np.array(s.sem_seg, dtype=np.int64))
             if has_things:
                 m = torch.zeros(len(s.thing_masks), hp, wp, dtype=torch.bool)
-                m[:, :h, :w] = torch.from_numpy(np.ascontiguousarray(s.thing_masks))
+                m[:, :h, :w] = torch.from_numpy(np.array(s.thing_masks, dtype=bool))
                 masks.append(m)
                 labels.append(torch.from_numpy(np.asarray(s.thing_labels, np.int64)))
         return Batch(
