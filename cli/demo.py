@@ -74,7 +74,7 @@ def demo(
     echo_err(f"knet: demo model {DEMO_CHECKPOINT.name}: a small panoptic K-Net trained only on synthetic "
              "`knet data synth` scenes (not real photos)")
     status = run_predict(images, task="panoptic", checkpoint=DEMO_CHECKPOINT, output_dir=output_dir, device=device,
-                         show_stages=True, overwrite=overwrite, quiet=True, image_ids=gt_json)
+                         show_stages=True, overwrite=overwrite, quiet=True, ids_from=gt_json)
     out = Path(output_dir)
     typer.echo(f"knet demo: {len(images)} example images from {EXAMPLES_DIR}")
     typer.echo(f"  overlays:       {out}/*.overlay.png")

@@ -61,27 +61,45 @@ def expand_inputs(inputs: list[str], *, stdin=None) -> tuple[list[str], list[str
     return paths, errors
 
 
-def image_ids_for(paths: list[str], *, coco_json: Optional[Path]) -> list[int]:
+def read_ids_from(coco_json: Path) -> dict:
+    """A COCO / COCO panoptic json, checked to have an "images" list."""
+    from knet.fileio import read_json
+
+    doc = read_json(coco_json, what="COCO annotation file")
+    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
+        raise KnetError(f"COCO annotation file {coco_json} has no 'images' list")
+    return doc
+
+
+def image_ids_for(paths: list[str], *, coco: Optional[dict], source: Optional[Path] = None) -> list[int]:
     """Image id per path: from a COCO json's "images" (matched by file name), else the numeric file
     stem (COCO style 000000397133.jpg -> 397133), else the 1-based position in the input list."""
-    if coco_json is not None:
-        from knet.fileio import read_json
-
-        doc = read_json(coco_json, what="COCO annotation file")
-        if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
-            raise KnetError(f"COCO annotation file {coco_json} has no 'images' list")
-        by_name = {os.path.basename(str(im.get("file_name", ""))): int(im["id"]) for im in doc["images"] if "id" in im}
+    if coco is not None:
+        by_name = {os.path.basename(str(im.get("file_name", ""))): int(im["id"]) for im in coco["images"] if "id" in im}
         ids = []
         for p in paths:
             name = os.path.basename(p)
             if name not in by_name:
-                raise KnetError(f"image {name} is not listed in {coco_json}")
+                raise KnetError(f"image {name} is not listed in {source}")
             ids.append(by_name[name])
         return ids
     stems = [Path(p).stem for p in paths]
     if all(s.isdigit() for s in stems) and len({int(s) for s in stems}) == len(stems):
         return [int(s) for s in stems]
     return list(range(1, len(paths) + 1))
+
+
+def category_ids_from(coco: dict, class_names: list[str], *, source: Optional[Path]) -> Optional[list[int]]:
+    """Category id per class index from a COCO json's "categories", matched by name (None when the
+    json has no categories)."""
+    cats = coco.get("categories")
+    if not cats:
+        return None
+    by_name = {str(c.get("name")): int(c["id"]) for c in cats if "id" in c}
+    missing = [n for n in class_names if n not in by_name]
+    if missing:
+        raise KnetError(f"the model's classes {missing[:3]} are not among the categories of {source}")
+    return [by_name[n] for n in class_names]
 
 
 def run_predict(
@@ -97,7 +115,7 @@ def run_predict(
     tta: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
-    image_ids: Optional[Path] = None,
+    ids_from: Optional[Path] = None,
     stdin=None,
 ) -> int:
     """The whole `knet predict` job; returns the exit status (0 ok, 1 some images failed)."""
@@ -126,7 +144,8 @@ def run_predict(
         if stem in stems:
             raise KnetError(f"{stems[stem]} and {p} would write the same outputs ({stem}.*); predict them into different --output-dir")
         stems[stem] = p
-    ids = image_ids_for(paths, coco_json=image_ids)
+    coco = read_ids_from(ids_from) if ids_from is not None else None
+    ids = image_ids_for(paths, coco=coco, source=ids_from)
 
     if checkpoint is None:
         if task != "panoptic":
@@ -143,8 +162,9 @@ def run_predict(
 
     predictor = load_predictor(str(checkpoint), task=task, device=device, batch_size=batch_size)
     k = len(predictor.class_names)
+    cat_ids = category_ids_from(coco, predictor.class_names, source=ids_from) if coco is not None else None
     writer = OutputWriter(task=task, output_dir=Path(output_dir), class_names=predictor.class_names,
-                          category_ids=category_ids_of(predictor.model, k), thing_flags=thing_flags_of(predictor.model, k),
+                          category_ids=cat_ids or category_ids_of(predictor.model, k), thing_flags=thing_flags_of(predictor.model, k),
                           overwrite=overwrite, show_stages=show_stages)
     id_of = dict(zip(paths, ids))
     failed = len(input_errors)
@@ -226,8 +246,8 @@ def predict(
     tta: bool = typer.Option(False, "--tta", help="Semantic only: multi-scale (0.5-1.75) + flip test-time augmentation."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files (default: refuse before doing any work)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no per-image lines (errors still go to stderr)."),
-    image_ids: Optional[Path] = typer.Option(None, "--image-ids", metavar="COCO.json",
-                                             help="Take image ids from this COCO file's 'images' (matched by file name), so the JSON outputs evaluate against it."),
+    ids_from: Optional[Path] = typer.Option(None, "--ids-from", metavar="COCO.json",
+                                            help="Take image ids (by file name) and category ids (by class name) from this COCO / COCO panoptic json, so the JSON outputs evaluate against it."),
 ) -> None:
     """Segment images and write, per image, an overlay PNG and the task's machine format.
 
@@ -246,10 +266,10 @@ def predict(
       knet predict imgs/ --task instance -c knet_r50.safetensors -o out/ --jsonl > out.jsonl
       knet predict 'data/**/*.png' --task semantic -c upernet.safetensors --tta -b 4
       find imgs -name '*.jpg' | knet predict - --task panoptic -c m.safetensors --quiet
-      knet predict val/ --task panoptic -c m.safetensors --image-ids panoptic_val.json -o pred/
+      knet predict val/ --task panoptic -c m.safetensors --ids-from panoptic_val.json -o pred/
     """
     status = run_predict(inputs, task=task, checkpoint=checkpoint, output_dir=output_dir, device=device, batch_size=batch_size,
-                         jsonl=jsonl, show_stages=show_stages, tta=tta, overwrite=overwrite, quiet=quiet, image_ids=image_ids)
+                         jsonl=jsonl, show_stages=show_stages, tta=tta, overwrite=overwrite, quiet=quiet, ids_from=ids_from)
     if status:
         raise typer.Exit(status)
 

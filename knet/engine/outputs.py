@@ -64,6 +64,8 @@ def _model_meta(model, name: str):
     value = getattr(model, name, None)
     if value is None:
         value = getattr(getattr(model, "config", None), name, None)
+    if isinstance(value, (tuple, list)) and len(value) == 0:
+        return None  # an empty field = not recorded
     return value
 
 

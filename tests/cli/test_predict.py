@@ -149,14 +149,25 @@ def test_panoptic_outputs_evaluate_against_themselves(images_dir, fake_checkpoin
     assert "PQ" in flat
 
 
-def test_image_ids_from_coco_json(images_dir, fake_checkpoint, tmp_path):
+def test_ids_from_coco_json(images_dir, fake_checkpoint, tmp_path):
     coco = tmp_path / "ann.json"
-    coco.write_text(json.dumps({"images": [{"id": 70, "file_name": "x/a.png"}, {"id": 80, "file_name": "b.png"}, {"id": 90, "file_name": "c.jpg"}]}))
+    images = [{"id": 70, "file_name": "x/a.png"}, {"id": 80, "file_name": "b.png"}, {"id": 90, "file_name": "c.jpg"}]
+    cats = [{"id": 11, "name": "blob"}, {"id": 12, "name": "ring"}, {"id": 101, "name": "sky"}, {"id": 102, "name": "ground"}]
+    coco.write_text(json.dumps({"images": images, "categories": cats}))
     out = tmp_path / "o"
-    r = run(["predict", images_dir, "--task", "panoptic", "-c", fake_checkpoint("panoptic"), "-o", out, "--image-ids", coco])
+    r = run(["predict", images_dir, "--task", "panoptic", "-c", fake_checkpoint("panoptic"), "-o", out, "--ids-from", coco])
     assert r.exit_code == 0, r.output
     doc = json.loads((out / "panoptic.json").read_text())
     assert sorted(a["image_id"] for a in doc["annotations"]) == [70, 80, 90]
+    assert {s["category_id"] for a in doc["annotations"] for s in a["segments_info"]} <= {11, 12, 101, 102}
+    assert [c["id"] for c in doc["categories"]] == [11, 12, 101, 102]
+
+    coco.write_text(json.dumps({"images": images[:2], "categories": cats}))
+    r = run(["predict", images_dir, "--task", "panoptic", "-c", fake_checkpoint("panoptic"), "-o", tmp_path / "o2", "--ids-from", coco])
+    assert "c.jpg is not listed" in one_line_error(r)
+    coco.write_text(json.dumps({"images": images, "categories": cats[:3]}))
+    r = run(["predict", images_dir, "--task", "panoptic", "-c", fake_checkpoint("panoptic"), "-o", tmp_path / "o3", "--ids-from", coco])
+    assert "ground" in one_line_error(r)
 
 
 def test_semantic_stage_figure_and_tta(images_dir, fake_checkpoint, tmp_path):
