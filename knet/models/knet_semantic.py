@@ -59,8 +59,15 @@ __all__ = [
 
 
 def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear, align_corners=False; skipped when the size already matches (an exact identity).
+
+    The class maps are resized channels-last: on CPU the NHWC kernel and the following argmax
+    over classes are about twice as fast as NCHW for 150 classes (same weights; values agree to
+    float32 rounding).
+    """
     if tuple(x.shape[-2:]) == tuple(size):
         return x
+    x = x.contiguous(memory_format=torch.channels_last)
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 

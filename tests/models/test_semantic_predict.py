@@ -38,6 +38,12 @@ def model():
         if isinstance(mod, torch.nn.BatchNorm2d):
             mod.running_mean.uniform_(-0.1, 0.1)
             mod.running_var.uniform_(0.5, 1.5)
+    # Kaiming-initialised features give logits in the hundreds (saturated softmax, exact ties in
+    # the TTA mean); scale the dynamic mask kernels down to keep the class scores informative
+    with torch.no_grad():
+        for stage in m.kernel_update_stages:
+            stage.fc_mask.weight.mul_(1e-3)
+            stage.fc_mask.bias.mul_(1e-3)
     return m.eval()
 
 
@@ -54,6 +60,14 @@ def _normalise(img: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return (x - mean) / std
 
 
+def _assert_argmax(label: np.ndarray, scores: torch.Tensor, tie: float = 1e-4) -> None:
+    """label == argmax over classes of scores [K, H, W] wherever the top-2 gap exceeds `tie`."""
+    top2 = scores.topk(2, dim=0).values
+    sure = ((top2[0] - top2[1]) > tie).numpy()
+    assert sure.mean() > 0.9
+    assert np.array_equal(label[sure], scores.argmax(0).numpy()[sure])
+
+
 def test_predict_resizes_keep_ratio_and_returns_original_size(model):
     img = _image(30, 47)  # odd size; keep-ratio factor min(64/47, 40/30) -> 40 x 63
     (result,) = model.predict([img])
@@ -65,7 +79,7 @@ def test_predict_resizes_keep_ratio_and_returns_original_size(model):
         logits = model.forward_stages(x)[-1]["mask_logits"]
         logits = F.interpolate(logits, size=(40, 63), mode="bilinear", align_corners=False)
         logits = F.interpolate(logits, size=(30, 47), mode="bilinear", align_corners=False)
-    assert np.array_equal(result.label, logits[0].argmax(0).numpy())
+    _assert_argmax(result.label, logits[0])
 
 
 def test_predict_all_stages_and_several_images(model):
@@ -105,7 +119,7 @@ def test_tta_is_mean_of_softmax_over_scales_and_flips(model):
                 logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
                 prob = F.interpolate(logits, size=(26, 34), mode="bilinear", align_corners=False).softmax(1)
                 total += prob.flip(-1) if flip else prob
-    assert np.array_equal(result.label, total[0].argmax(0).numpy())
+    _assert_argmax(result.label, total[0] / 4, tie=1e-6)  # mean probabilities
 
 
 def test_postprocess_accepts_batchless_logits(model):
