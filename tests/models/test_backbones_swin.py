@@ -103,3 +103,28 @@ def test_swin_train_mode_drop_path_runs():
     outs = model(torch.randn(2, 3, 32, 32))
     sum(o.sum() for o in outs).backward()
     assert model.patch_embed.projection.weight.grad is not None
+
+
+def test_shifted_window_mask_isolates_regions():
+    """SW-MSA on a 14x14 map (ws 7, shift 3): a token only sees its own rolled window *and* region.
+
+    Original (0, 0) and (13, 13) share a rolled window across the wrap-around but belong to
+    different regions (masked with -100); (1, 1) is in the same region; (4, 4) is in another window.
+    """
+    from knet.models.backbones.swin import ShiftWindowMSA
+
+    torch.manual_seed(0)
+    attn = ShiftWindowMSA(channels=8, num_heads=2, window_size=7, shift=True).eval()
+    x = torch.randn(1, 14 * 14, 8)
+
+    def out_at_origin(pos: tuple[int, int] | None) -> torch.Tensor:
+        y = x.clone()
+        if pos is not None:
+            y[0, pos[0] * 14 + pos[1]] += 10.0
+        with torch.no_grad():
+            return attn(y, (14, 14))[0, 0]
+
+    base = out_at_origin(None)
+    assert torch.allclose(out_at_origin((13, 13)), base, atol=1e-5)  # masked: other region
+    assert torch.allclose(out_at_origin((4, 4)), base, atol=1e-6)  # other window
+    assert not torch.allclose(out_at_origin((1, 1)), base, atol=1e-3)  # same region and window
