@@ -32,11 +32,11 @@ def find_examples(root: Path) -> tuple[list[str], Optional[Path], Optional[Path]
     if gt_json is not None:
         doc = read_json(gt_json, what="example ground truth")
         names = [im["file_name"] for im in doc.get("images", [])]
-        files = {p.name: p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS}
         panoptic_pngs = gt_json.with_suffix("")
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and panoptic_pngs not in p.parents)
         images = []
         for n in names:
-            cand = [p for name, p in files.items() if name == os.path.basename(n) and panoptic_pngs not in p.parents]
+            cand = [p for p in files if p.name == os.path.basename(n)]
             if not cand:
                 raise KnetError(f"example image {n} listed in {gt_json} not found under {root}")
             images.append(str(cand[0]))
