@@ -128,6 +128,8 @@ def run_predict(
         raise KnetError(f"--batch-size must be >= 1, got {batch_size}")
     if tta and task != "semantic":
         raise KnetError("--tta is for --task semantic only")
+    if tta and show_stages:
+        raise KnetError("--tta and --show-stages cannot be combined (test-time augmentation merges the stages' output)")
     paths, input_errors = expand_inputs(inputs, stdin=stdin)
     if not paths:
         if len(input_errors) == 1:

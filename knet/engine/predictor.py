@@ -143,7 +143,13 @@ def predict_files(predictor: Predictor, paths: list[str], *, all_stages: bool = 
         if predictor.device.type == "cuda":
             torch.cuda.synchronize(predictor.device)
         t0 = time.perf_counter()
-        results = predictor([b.image for b in batch], all_stages=all_stages, tta=tta)
+        try:
+            results = predictor([b.image for b in batch], all_stages=all_stages, tta=tta)
+        except KnetError as exc:  # the model rejected these inputs (e.g. an image too small): skip them
+            for b in batch:
+                b.error = f"{b.path}: {exc}"
+                yield b
+            continue
         if predictor.device.type == "cuda":
             torch.cuda.synchronize(predictor.device)
         per_image = (time.perf_counter() - t0) / len(batch)

@@ -72,6 +72,8 @@ class FakeModel(torch.nn.Module):
 
     def predict(self, images, *, all_stages: bool = False, tta: bool = False):
         self.calls.append(len(images))
+        if any(min(img.shape[:2]) < 8 for img in images):
+            raise KnetError("image too small for this model (min side 8)")
         if all_stages:
             return [[self._one(img, g) for g in (6, 3, 1, 0)] for img in images]
         return [self._one(img, 0) for img in images]

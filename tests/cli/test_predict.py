@@ -172,10 +172,21 @@ def test_ids_from_coco_json(images_dir, fake_checkpoint, tmp_path):
 
 def test_semantic_stage_figure_and_tta(images_dir, fake_checkpoint, tmp_path):
     out = tmp_path / "o"
-    r = run(["predict", images_dir / "b.png", "--task", "semantic", "-c", fake_checkpoint("semantic"), "-o", out, "--show-stages", "--tta"])
+    r = run(["predict", images_dir / "b.png", "--task", "semantic", "-c", fake_checkpoint("semantic"), "-o", out, "--show-stages"])
     assert r.exit_code == 0, r.output
     fig = np.asarray(Image.open(out / "b.stages.png"))
     assert fig.shape[1] > 4 * fig.shape[0] / 2  # a row of 5 panels (input + 4 stages)
+    r = run(["predict", images_dir / "b.png", "--task", "semantic", "-c", fake_checkpoint("semantic"), "-o", tmp_path / "t", "--tta"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "t" / "b.label.png").is_file()
+
+
+def test_model_rejecting_an_image_skips_it(images_dir, fake_checkpoint, tmp_path):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(images_dir / "tiny.png")
+    out = tmp_path / "o"
+    r = run(["predict", images_dir, "--task", "panoptic", "-c", fake_checkpoint("panoptic"), "-o", out])
+    assert r.exit_code == 1 and "tiny.png" in r.stderr and "too small" in r.stderr
+    assert sorted(p.name for p in out.glob("*.overlay.png")) == ["a.overlay.png", "b.overlay.png", "c.overlay.png"]
 
 
 def test_show_stages_panoptic(images_dir, fake_checkpoint, tmp_path):
@@ -224,7 +235,7 @@ def test_no_clobber_checked_before_any_work(images_dir, fake_checkpoint, tmp_pat
 @pytest.mark.parametrize(
     "case, needle",
     [("missing", "image not found"), ("corrupt", "broken.png"), ("task", "unknown task"),
-     ("ckpt_missing", "checkpoint not found"), ("wrong_task", "is a semantic model"), ("tta", "--tta"),
+     ("ckpt_missing", "checkpoint not found"), ("wrong_task", "is a semantic model"), ("tta", "--tta"), ("tta_stages", "cannot be combined"),
      ("no_ckpt_semantic", "--checkpoint is required"), ("device", "unknown device"), ("batch", "--batch-size"),
      ("ckpt_dir", "is a directory"), ("ckpt_garbage", "junk.safetensors"), ("ckpt_other", "other.pth"),
      ("bench_ckpt", "nope.pth")],
@@ -244,6 +255,7 @@ def test_one_line_errors(case, needle, images_dir, corrupt_image, fake_checkpoin
         "ckpt_missing": ["predict", img, "--task", "semantic", "-c", tmp_path / "nope.safetensors"],
         "wrong_task": ["predict", img, "--task", "instance", "-c", sem],
         "tta": ["predict", img, "--task", "instance", "-c", sem, "--tta"],
+        "tta_stages": ["predict", img, "--task", "semantic", "-c", sem, "--tta", "--show-stages"],
         "no_ckpt_semantic": ["predict", img, "--task", "semantic"],
         "device": ["predict", img, "--task", "semantic", "-c", sem, "--device", "tpu"],
         "batch": ["predict", img, "--task", "semantic", "-c", sem, "-b", "0"],
