@@ -213,12 +213,9 @@ def run_predict(
 
 
 def _progress(total: int, *, quiet: bool):
-    """A tqdm bar on stderr for batches, only when stderr is a terminal and not --quiet."""
-    if quiet or total < 2 or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
+    from knet.engine.progress import progress_bar
 
-    return tqdm(total=total, file=sys.stderr, unit="img", dynamic_ncols=True, leave=False)
+    return progress_bar(total=total, quiet=quiet, unit="img")
 
 
 def _emit(bar, line: str, *, err: bool = False) -> None:
