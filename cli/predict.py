@@ -162,6 +162,14 @@ def run_predict(
     planned = [p for s in stems for p in image_output_paths(s, task=task, output_dir=output_dir, show_stages=show_stages).values()]
     check_writable(planned + list(run_output_paths(task=task, output_dir=output_dir).values()), overwrite=overwrite)
 
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise KnetError(f"--output-dir {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KnetError(f"cannot create --output-dir {out} ({exc.strerror or exc.__class__.__name__})") from None
+
     predictor = load_predictor(str(checkpoint), task=task, device=device, batch_size=batch_size)
     k = len(predictor.class_names)
     cat_ids = category_ids_from(coco, predictor.class_names, source=ids_from) if coco is not None else None
@@ -180,6 +188,8 @@ def run_predict(
                                        image=pred.image, result=pred.result, stage_results=pred.stages)
             except KnetError as exc:
                 pred.error = str(exc)
+            except OSError as exc:  # disk full, permissions, ...: this image's outputs could not be written
+                pred.error = f"cannot write outputs for {pred.path} ({exc.strerror or exc.__class__.__name__}: {exc.filename or ''})"
             write_s = time.perf_counter() - t0
         if pred.error is not None:
             failed += 1

@@ -238,7 +238,7 @@ def test_no_clobber_checked_before_any_work(images_dir, fake_checkpoint, tmp_pat
      ("ckpt_missing", "checkpoint not found"), ("wrong_task", "is a semantic model"), ("tta", "--tta"), ("tta_stages", "cannot be combined"),
      ("no_ckpt_semantic", "--checkpoint is required"), ("device", "unknown device"), ("batch", "--batch-size"),
      ("ckpt_dir", "is a directory"), ("ckpt_garbage", "junk.safetensors"), ("ckpt_other", "other.pth"),
-     ("bench_ckpt", "nope.pth")],
+     ("bench_ckpt", "nope.pth"), ("outdir_file", "not a directory")],
 )
 def test_one_line_errors(case, needle, images_dir, corrupt_image, fake_checkpoint, tmp_path):
     import torch
@@ -263,8 +263,9 @@ def test_one_line_errors(case, needle, images_dir, corrupt_image, fake_checkpoin
         "ckpt_garbage": ["predict", img, "--task", "semantic", "-c", tmp_path / "junk.safetensors"],
         "ckpt_other": ["predict", img, "--task", "semantic", "-c", tmp_path / "other.pth"],
         "bench_ckpt": ["benchmark", "-c", tmp_path / "nope.pth"],
+        "outdir_file": ["predict", img, "--task", "semantic", "-c", sem, "-o", img],
     }[case]
-    r = run(args + (o if args[0] == "predict" else []))
+    r = run(args + (o if args[0] == "predict" and "-o" not in args else []))
     assert needle in one_line_error(r)
 
 
