@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import torch
 from torch import nn
+from torch.fx.experimental.optimization import fuse as fx_fuse
 
 from knet.errors import KnetError
 from knet.models.backbones.resnet import resnet
@@ -73,6 +74,7 @@ class DetKNetConfig:
     mask_thr: float = 0.5
     instance_score_thr: float = 0.3
     overlap_thr: float = 0.6
+    fused_inference: bool = False  # predict(): fold BatchNorm into the convs (faster, not bit-parity; see extract_features)
 
     @property
     def num_classes(self) -> int:
@@ -140,12 +142,34 @@ class DetKNet(nn.Module):
         self.update_stages = nn.ModuleList(update_stages)
 
     # ---- network -------------------------------------------------------------------------------
-    def extract_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """[B, 3, H, W] -> FPN levels P2..P5."""
+    def extract_features(self, x: torch.Tensor, *, fused: bool = False) -> list[torch.Tensor]:
+        """[B, 3, H, W] -> FPN levels P2..P5.
+
+        `fused=True` (eval mode, ResNet only) runs the inference copy of the backbone with every
+        BatchNorm folded into its conv, in channels-last layout: ~1.3x faster backbone on CPU.
+        Features agree to float32 rounding (~1e-6 relative), but the hard mask thresholds of the
+        kernel updates can amplify that, so it is off by default (config.fused_inference).
+        """
+        if fused and not self.training and self.config.backbone == "resnet":
+            return self.fpn(self._inference_backbone()(x.contiguous(memory_format=torch.channels_last)))
         return self.fpn(self.backbone(x))
+
+    def _inference_backbone(self) -> nn.Module:
+        """The folded channels-last copy of the backbone, rebuilt whenever a backbone tensor
+        changed (load_state_dict, optimiser step, .to(device)): tracked by storage pointers and
+        version counters. Not a submodule, so it never appears in the state dict."""
+        tensors = list(self.backbone.state_dict().values())
+        key = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors)
+        cached = self.__dict__.get("_fused_backbone")
+        if cached is None or cached[0] != key:
+            fused = fx_fuse(self.backbone).to(memory_format=torch.channels_last)  # fuse() works on a copy
+            self.__dict__["_fused_backbone"] = (key, fused)
+            cached = self.__dict__["_fused_backbone"]
+        return cached[1]
 
     def forward_heads(self, pyramid: list[torch.Tensor]) -> list[dict]:
         """FPN levels -> per-stage outputs (see forward_stages)."""
+        pyramid = [p.contiguous() for p in pyramid]  # NCHW for the kernel ops
         init = self.kernel_generator(pyramid)
         feats, kernels, masks = init.feats, init.kernels, init.mask_logits
         outputs = [dict(mask_logits=masks, cls_logits=None, kernels=kernels, seg_logits=init.seg_logits, feats=feats)]
@@ -154,14 +178,15 @@ class DetKNet(nn.Module):
             outputs.append(dict(mask_logits=masks, cls_logits=cls_logits, kernels=kernels))
         return outputs
 
-    def forward_stages(self, x: torch.Tensor) -> list[dict]:
+    def forward_stages(self, x: torch.Tensor, *, fused: bool = False) -> list[dict]:
         """x [B,3,H,W] normalised, padded -> [stage 0, stage 1, ..., stage S].
 
         Each entry: `mask_logits` [B,N,h,w] (stride 8), `cls_logits` [B,N,K] (None at stage 0),
         `kernels` [B,N,C]. Stage 0 also has `seg_logits` [B,K,h,w] (dense classifier) and `feats`
         (x_feats [B,C,h,w]); its first `num_kernels` masks are the thing-only initial masks.
+        `fused`: see extract_features (eval mode only; the parity path is the default).
         """
-        return self.forward_heads(self.extract_features(x))
+        return self.forward_heads(self.extract_features(x, fused=fused))
 
     def forward(self, x: torch.Tensor) -> list[dict]:
         return self.forward_stages(x)
@@ -224,7 +249,7 @@ class DetKNet(nn.Module):
         if len(images) == 0:
             return []
         x, metas = self.prepare(images)
-        outputs = self.forward_stages(x)
+        outputs = self.forward_stages(x, fused=self.config.fused_inference)
         final_cls = outputs[-1]["cls_logits"]
         results = []
         for i, meta in enumerate(metas):

@@ -107,3 +107,24 @@ def test_config_validation_and_dict_round_trip():
         build_model(dataclasses.replace(cfg, class_names=("a", "b")))
     with pytest.raises(KnetError, match="pe_num_feats"):
         build_model(dataclasses.replace(cfg, pe_num_feats=8))
+
+
+@torch.inference_mode(False)
+def test_fused_backbone_close_and_rebuilt_after_weight_change():
+    torch.manual_seed(0)
+    model = build_model(small(knet_instance_tiny())).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        for p in model.backbone.modules():  # non-trivial BN statistics
+            if isinstance(p, torch.nn.BatchNorm2d):
+                p.running_mean.uniform_(-0.5, 0.5)
+                p.running_var.uniform_(0.5, 2.0)
+        plain = model.extract_features(x)
+        fused = model.extract_features(x, fused=True)
+        for a, b in zip(plain, fused):
+            assert (a - b).abs().max() <= 1e-4 * a.abs().max()
+        model.backbone.layer4[0].conv1.weight.mul_(2.0)  # in-place change: cache must rebuild
+        plain2, fused2 = model.extract_features(x), model.extract_features(x, fused=True)
+        assert (plain2[-1] - plain[-1]).abs().max() > 1e-3
+        assert (plain2[-1] - fused2[-1]).abs().max() <= 1e-4 * plain2[-1].abs().max()
+    assert len(model.state_dict()) == len(build_model(small(knet_instance_tiny())).state_dict())

@@ -1,0 +1,184 @@
+"""Per-image CPU latency of the K-Net models, split into backbone / heads / post-processing.
+
+    python bench/model.py                      # panoptic + instance R-50 at 800x1216, semantic UPerNet R-50 at 512x512
+    python bench/model.py --iters 3 --threads 1 --tasks panoptic
+
+Batch 1, torch.inference_mode(), random weights (latency does not depend on them), float32.
+Every configuration runs in a fresh subprocess, once with the compiled ops (knet._C) and once with
+the PyTorch twins (KNET_DISABLE_EXT=1), with 1 and with 2 threads. Each worker also times the
+original code's post-processing transcribed literally (every mask resized at full resolution at
+once, one full-resolution comparison per kernel): that ratio is measured in the same run, so it
+holds however loaded the machine is. The "vs original" column divides the original code's
+published 1-thread latency on this machine (panoptic 6.7 s, instance 5.3 s, semantic 6.4 s) by
+ours. Medians over --iters after one warm-up. With 1 thread the table also gives the main
+thread's CPU time ("cpu"): on a shared machine it is the latency without preemption by other
+processes (wall time is what you get on this machine right now).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ORIGINAL_1T = {"panoptic": 6.7, "instance": 5.3, "semantic": 6.4}  # seconds per image, original code
+ORIGINAL_SPLIT = {"panoptic": (3.7, 1.2, 1.8)}  # backbone+FPN, kernel heads, post-processing
+PRESET = {
+    "panoptic": "knet_s3_r50_fpn_1x_coco-panoptic",
+    "instance": "knet_s3_r50_fpn_1x_coco",
+    "semantic": "knet_s3_upernet_r50_ade20k",
+}
+SIZE = {"panoptic": (800, 1216), "instance": (800, 1216), "semantic": (512, 512)}
+# det image metas for the post-processing: a 640x960 photo resized to 800x1200, padded to 800x1216
+DET_SHAPES = dict(img_shape=(800, 1200), ori_shape=(640, 960), batch_shape=(800, 1216))
+
+
+def _literal_det_post(model, out) -> None:
+    """The original K-Net post-processing, transcribed literally (the in-run baseline)."""
+    import torch
+    import torch.nn.functional as F
+
+    cls = out["cls_logits"][0].sigmoid()
+    masks = F.interpolate(out["mask_logits"], scale_factor=2, mode="bilinear", align_corners=False)[0]
+    cfg = model.config
+
+    def rescale(m):
+        m = F.interpolate(m.unsqueeze(0).sigmoid(), size=DET_SHAPES["batch_shape"], mode="bilinear", align_corners=False)
+        m = m[:, :, : DET_SHAPES["img_shape"][0], : DET_SHAPES["img_shape"][1]]
+        return F.interpolate(m, size=DET_SHAPES["ori_shape"], mode="bilinear", align_corners=False).squeeze(0)
+
+    if model.task == "instance":
+        scores, idx = cls.flatten(0, 1).topk(100, sorted=True)
+        seg = rescale(masks[idx // cls.shape[1]]) > 0.5
+        seg.cpu().numpy()
+        return
+    nk, nt = cfg.num_kernels, cfg.num_thing_classes
+    thing_scores, thing_labels = cls[:nk, :nt].max(1)
+    stuff_scores = cls[nk:, nt:].diag()
+    scores = torch.cat([thing_scores, stuff_scores])
+    labels = torch.cat([thing_labels, torch.arange(stuff_scores.numel()) + nt])
+    total = rescale(masks)
+    ids = (scores.view(-1, 1, 1) * total).argmax(0)
+    pan = torch.full(ids.shape, cfg.num_classes, dtype=torch.long)
+    seg_id = 0
+    for k in torch.argsort(-scores):
+        if labels[k] < nt and scores[k] < 0.3:
+            continue
+        mask = ids == k
+        area, orig = mask.sum().item(), (total[k] >= 0.5).sum().item()
+        if area > 0 and orig > 0:
+            if area / orig < 0.6:
+                continue
+            pan[mask] = labels[k] + seg_id * 1000
+            seg_id += 1
+    pan.numpy()
+
+
+def worker(task: str, threads: int, iters: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    from knet.extension import has_ext
+    from knet.models import PRESETS, build_model
+
+    torch.manual_seed(0)
+    model = build_model(PRESETS[PRESET[task]]()).eval()
+    h, w = SIZE[task]
+    x = torch.randn(1, 3, h, w)
+    times: dict[str, list[float]] = {"backbone": [], "head": [], "post": [], "post_literal": [], "cpu": []}
+    with torch.inference_mode():
+        for it in range(iters + 1):
+            c0 = time.thread_time()
+            t0 = time.perf_counter()
+            if task == "semantic":
+                feats = model.backbone(x)
+                t1 = time.perf_counter()
+                generated, masks, kernels = model.kernel_generator(feats)
+                for stage in model.kernel_update_stages:
+                    _, masks, kernels = stage(generated, kernels, masks)
+                out = {"mask_logits": masks}
+                t2 = time.perf_counter()
+                model.postprocess(out, ori_shape=(h, w), input_shape=(h, w))
+                t3 = t4 = time.perf_counter()
+            else:
+                pyramid = model.extract_features(x)
+                t1 = time.perf_counter()
+                out = model.forward_heads(pyramid)[-1]
+                t2 = time.perf_counter()
+                model.postprocess(out, **DET_SHAPES)
+                t3 = time.perf_counter()
+                _literal_det_post(model, out)
+                t4 = time.perf_counter()
+            c1 = time.thread_time()
+            if it == 0:
+                continue  # warm-up
+            times["cpu"].append(c1 - c0 - (t4 - t3))  # this thread's CPU time, literal baseline excluded
+            times["backbone"].append(t1 - t0)
+            times["head"].append(t2 - t1)
+            times["post"].append(t3 - t2)
+            times["post_literal"].append(t4 - t3)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    med["total"] = med["backbone"] + med["head"] + med["post"]
+    return {"task": task, "threads": threads, "compiled": has_ext(), **med}
+
+
+def run_all(args) -> list[dict]:
+    rows = []
+    for task in args.tasks.split(","):
+        for mode in args.modes.split(","):
+            for threads in [int(t) for t in args.threads.split(",")]:
+                env = dict(os.environ, KNET_DISABLE_EXT="1" if mode == "twins" else "0", OMP_NUM_THREADS=str(threads))
+                cmd = [sys.executable, __file__, "--worker", "--tasks", task, "--threads", str(threads), "--iters", str(args.iters)]
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    print(f"{task} {mode} {threads}t failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                    continue
+                row = json.loads(proc.stdout.strip().splitlines()[-1])
+                row["mode"] = mode if row["compiled"] or mode == "twins" else "twins (no knet._C)"
+                rows.append(row)
+                print_row(row, flush=True)
+    return rows
+
+
+HEADER = (
+    f"{'task':<9} {'ops':<9} {'thr':>3} {'backbone':>9} {'heads':>7} {'post':>7} {'total':>7} {'cpu':>7}"
+    f" {'post orig':>9} {'post x':>7} {'vs orig':>7}"
+)
+
+
+def print_row(row: dict, flush: bool = False) -> None:
+    literal = row["post_literal"]
+    post_ratio = f"{literal / row['post']:.1f}x" if literal > 0 else "-"
+    # 1 thread: the main thread's CPU time is the latency without the other processes' preemption
+    vs = f"{ORIGINAL_1T[row['task']] / row['total']:.2f}x ({ORIGINAL_1T[row['task']] / row['cpu']:.2f}x cpu)" if row["threads"] == 1 else "-"
+    cpu = f"{row['cpu']:>6.2f}s" if row["threads"] == 1 else f"{'-':>7}"
+    print(
+        f"{row['task']:<9} {row['mode']:<9} {row['threads']:>3} {row['backbone']:>8.2f}s {row['head']:>6.2f}s"
+        f" {row['post']:>6.2f}s {row['total']:>6.2f}s {cpu} {literal if literal else 0:>8.2f}s {post_ratio:>7} {vs:>7}",
+        flush=flush,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iters", type=int, default=2, help="timed iterations per configuration (after 1 warm-up)")
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    ap.add_argument("--tasks", default="panoptic,instance,semantic")
+    ap.add_argument("--modes", default="compiled,twins", help="compiled (knet._C) and/or twins (KNET_DISABLE_EXT=1)")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.tasks, int(args.threads), args.iters)))
+        return
+    print(f"per-image latency, batch 1, CPU, median of {args.iters}; det 800x1216, semantic 512x512")
+    print(f"original code, 1 thread: {ORIGINAL_1T} (panoptic split backbone+FPN/heads/post = {ORIGINAL_SPLIT['panoptic']})")
+    print(HEADER, flush=True)
+    run_all(args)
+
+
+if __name__ == "__main__":
+    main()
