@@ -90,12 +90,16 @@ class SemanticKNetConfig:
     tta_ratios: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
     def __post_init__(self) -> None:
+        self.class_names = tuple(self.class_names)
         if len(self.class_names) != self.num_classes:
-            self.class_names = (
-                ADE20K_CLASSES
-                if self.num_classes == len(ADE20K_CLASSES)
-                else tuple(f"class_{i}" for i in range(self.num_classes))
-            )
+            if self.class_names != ADE20K_CLASSES:
+                from knet.errors import KnetError
+
+                raise KnetError(
+                    f"{len(self.class_names)} class names given for num_classes={self.num_classes}"
+                )
+            # the default ADE20K names with another class count: generic names
+            self.class_names = tuple(f"class_{i}" for i in range(self.num_classes))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (tuples become lists)."""

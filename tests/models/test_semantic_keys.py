@@ -102,3 +102,12 @@ def test_config_dict_round_trip():
         assert type(cfg).from_dict(cfg.to_dict()) == cfg
     with pytest.raises(KnetError, match="bogus"):
         type(cfg).from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_class_names_follow_num_classes():
+    from knet.models.semantic_config import SemanticKNetConfig
+
+    assert SemanticKNetConfig(num_classes=3).class_names == ("class_0", "class_1", "class_2")
+    assert SemanticKNetConfig(num_classes=2, class_names=("a", "b")).class_names == ("a", "b")
+    with pytest.raises(KnetError, match="class names"):
+        SemanticKNetConfig(num_classes=2, class_names=("a", "b", "c"))
