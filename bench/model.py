@@ -1,17 +1,18 @@
 """Per-image CPU latency of the K-Net models, split into backbone / heads / post-processing.
 
-    python bench/model.py                      # panoptic + instance R-50 at 800x1216, semantic UPerNet R-50 at 512x512
+    python bench/model.py          # panoptic + instance R-50 at 800x1216, semantic UPerNet R-50 at 512
     python bench/model.py --iters 3 --threads 1 --tasks panoptic
 
 Batch 1, torch.inference_mode(), random weights (latency does not depend on them), float32.
 Every configuration runs in a fresh subprocess, once with the compiled ops (knet._C) and once with
-the PyTorch twins (KNET_DISABLE_EXT=1), with 1 and with 2 threads. Each worker also times the
-original code's post-processing transcribed literally (every mask resized at full resolution at
-once, one full-resolution comparison per kernel): that ratio is measured in the same run, so it
-holds however loaded the machine is. The "vs original" column divides the original code's
+the PyTorch twins (KNET_DISABLE_EXT=1), with 1 and with 2 threads; "fused-*" adds the det models'
+optional BN-folded channels-last backbone (DetKNetConfig.fused_inference; not bit-parity).
+Each worker also times the original code's post-processing transcribed literally (every mask
+resized at full resolution at once, one full-resolution comparison per kernel): that ratio is
+measured in the same run, so it holds however loaded the machine is. The "vs original" column divides the original code's
 published 1-thread latency on this machine (panoptic 6.7 s, instance 5.3 s, semantic 6.4 s) by
-ours. Medians over --iters after one warm-up. With 1 thread the table also gives the main
-thread's CPU time ("cpu"): on a shared machine it is the latency without preemption by other
+ours. Medians over --iters after one warm-up. With 1 thread the table also gives the process
+CPU time ("cpu"): on a shared machine it is close to the latency without preemption by other
 processes (wall time is what you get on this machine right now).
 """
 
@@ -78,7 +79,7 @@ def _literal_det_post(model, out) -> None:
     pan.numpy()
 
 
-def worker(task: str, threads: int, iters: int) -> dict:
+def worker(task: str, threads: int, iters: int, fused: bool) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -92,7 +93,7 @@ def worker(task: str, threads: int, iters: int) -> dict:
     times: dict[str, list[float]] = {"backbone": [], "head": [], "post": [], "post_literal": [], "cpu": []}
     with torch.inference_mode():
         for it in range(iters + 1):
-            c0 = time.thread_time()
+            c0 = time.process_time()
             t0 = time.perf_counter()
             if task == "semantic":
                 feats = model.backbone(x)
@@ -105,7 +106,7 @@ def worker(task: str, threads: int, iters: int) -> dict:
                 model.postprocess(out, ori_shape=(h, w), input_shape=(h, w))
                 t3 = t4 = time.perf_counter()
             else:
-                pyramid = model.extract_features(x)
+                pyramid = model.extract_features(x, fused=fused)
                 t1 = time.perf_counter()
                 out = model.forward_heads(pyramid)[-1]
                 t2 = time.perf_counter()
@@ -113,10 +114,10 @@ def worker(task: str, threads: int, iters: int) -> dict:
                 t3 = time.perf_counter()
                 _literal_det_post(model, out)
                 t4 = time.perf_counter()
-            c1 = time.thread_time()
+            c1 = time.process_time()
             if it == 0:
                 continue  # warm-up
-            times["cpu"].append(c1 - c0 - (t4 - t3))  # this thread's CPU time, literal baseline excluded
+            times["cpu"].append(c1 - c0 - (t4 - t3))  # process CPU time, literal baseline excluded
             times["backbone"].append(t1 - t0)
             times["head"].append(t2 - t1)
             times["post"].append(t3 - t2)
@@ -131,21 +132,24 @@ def run_all(args) -> list[dict]:
     for task in args.tasks.split(","):
         for mode in args.modes.split(","):
             for threads in [int(t) for t in args.threads.split(",")]:
-                env = dict(os.environ, KNET_DISABLE_EXT="1" if mode == "twins" else "0", OMP_NUM_THREADS=str(threads))
+                if mode.startswith("fused") and task == "semantic":
+                    continue
+                env = dict(os.environ, KNET_DISABLE_EXT="1" if mode.endswith("twins") else "0", OMP_NUM_THREADS=str(threads))
                 cmd = [sys.executable, __file__, "--worker", "--tasks", task, "--threads", str(threads), "--iters", str(args.iters)]
+                cmd += ["--fused"] if mode.startswith("fused") else []
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(f"{task} {mode} {threads}t failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
                     continue
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
-                row["mode"] = mode if row["compiled"] or mode == "twins" else "twins (no knet._C)"
+                row["mode"] = mode
                 rows.append(row)
                 print_row(row, flush=True)
     return rows
 
 
 HEADER = (
-    f"{'task':<9} {'ops':<9} {'thr':>3} {'backbone':>9} {'heads':>7} {'post':>7} {'total':>7} {'cpu':>7}"
+    f"{'task':<9} {'ops':<14} {'thr':>3} {'backbone':>9} {'heads':>7} {'post':>7} {'total':>7} {'cpu':>7}"
     f" {'post orig':>9} {'post x':>7} {'vs orig':>7}"
 )
 
@@ -153,11 +157,11 @@ HEADER = (
 def print_row(row: dict, flush: bool = False) -> None:
     literal = row["post_literal"]
     post_ratio = f"{literal / row['post']:.1f}x" if literal > 0 else "-"
-    # 1 thread: the main thread's CPU time is the latency without the other processes' preemption
+    # 1 thread: the process CPU time is the latency without the other processes' preemption
     vs = f"{ORIGINAL_1T[row['task']] / row['total']:.2f}x ({ORIGINAL_1T[row['task']] / row['cpu']:.2f}x cpu)" if row["threads"] == 1 else "-"
     cpu = f"{row['cpu']:>6.2f}s" if row["threads"] == 1 else f"{'-':>7}"
     print(
-        f"{row['task']:<9} {row['mode']:<9} {row['threads']:>3} {row['backbone']:>8.2f}s {row['head']:>6.2f}s"
+        f"{row['task']:<9} {row['mode']:<14} {row['threads']:>3} {row['backbone']:>8.2f}s {row['head']:>6.2f}s"
         f" {row['post']:>6.2f}s {row['total']:>6.2f}s {cpu} {literal if literal else 0:>8.2f}s {post_ratio:>7} {vs:>7}",
         flush=flush,
     )
@@ -168,11 +172,17 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=2, help="timed iterations per configuration (after 1 warm-up)")
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--tasks", default="panoptic,instance,semantic")
-    ap.add_argument("--modes", default="compiled,twins", help="compiled (knet._C) and/or twins (KNET_DISABLE_EXT=1)")
+    ap.add_argument(
+        "--modes",
+        default="compiled,twins,fused-compiled",
+        help="compiled (knet._C), twins (KNET_DISABLE_EXT=1), fused-compiled / fused-twins (plus the BN-folded"
+        " channels-last backbone, det only)",
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.tasks, int(args.threads), args.iters)))
+        print(json.dumps(worker(args.tasks, int(args.threads), args.iters, args.fused)))
         return
     print(f"per-image latency, batch 1, CPU, median of {args.iters}; det 800x1216, semantic 512x512")
     print(f"original code, 1 thread: {ORIGINAL_1T} (panoptic split backbone+FPN/heads/post = {ORIGINAL_SPLIT['panoptic']})")
