@@ -238,9 +238,9 @@ class ASPPHead(nn.Module):
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         x = inputs[self.in_index]
-        outs = [_resize(self.image_pool(x), x.shape[2:])]
-        outs += [branch(x) for branch in self.aspp_modules]
-        return self.bottleneck(torch.cat(outs, dim=1))
+        pooled = self.image_pool(x)  # [B, C, 1, 1], broadcast by a bilinear resize
+        outs = [pooled] + [branch(x) for branch in self.aspp_modules]
+        return self.bottleneck.forward_upsampled_concat(outs, x.shape[2:])
 
 
 class UPerHead(nn.Module):
@@ -277,7 +277,8 @@ class UPerHead(nn.Module):
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         top = inputs[-1]
         laterals = [conv(inputs[i]) for i, conv in enumerate(self.lateral_convs)]
-        laterals.append(self.bottleneck(torch.cat([top, *self.psp_modules(top)], dim=1)))
+        pooled = [branch(top) for branch in self.psp_modules]  # pyramid pooling on C5
+        laterals.append(self.bottleneck.forward_upsampled_concat([top, *pooled], top.shape[2:]))
         # top-down pathway
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + _resize(laterals[i], laterals[i - 1].shape[2:])
