@@ -11,6 +11,8 @@ and its pure-PyTorch twin (`*_twin`) otherwise.
 from knet.ops.assemble import assemble, assemble_twin
 from knet.ops.gating import adaptive_gate, adaptive_gate_twin
 from knet.ops.mask_conv import mask_conv, mask_conv_twin
+from knet.ops import rle  # noqa: E402  (COCO RLE codec; eval engineer)
+from knet.ops.mask_iou import mask_iou, mask_iou_twin  # noqa: E402
 
 __all__ = [
     "adaptive_gate",

@@ -1,0 +1,75 @@
+"""knet.ops.mask_iou against pycocotools' maskUtils.iou and the PyTorch twin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as cmask
+
+from knet.ops import rle
+from knet.ops.mask_iou import mask_iou, mask_iou_packed, mask_iou_twin, pack_masks, _pack_twin
+
+
+def _masks(rng, n, h, w):
+    out = np.zeros((n, h, w), np.uint8)
+    for i in range(n):
+        for _ in range(rng.integers(0, 3)):
+            y0, x0 = rng.integers(0, h), rng.integers(0, w)
+            out[i, y0 : rng.integers(y0, h + 1), x0 : rng.integers(x0, w + 1)] = 1
+    return out
+
+
+@pytest.mark.parametrize("shape", [(7, 9, 1, 1), (13, 6, 37, 29), (5, 4, 3, 517), (1, 1, 64, 64)])
+def test_rle_iou_bit_identical(shape):
+    rng = np.random.default_rng(sum(shape))
+    m, n, h, w = shape
+    dm, gm = _masks(rng, m, h, w), _masks(rng, n, h, w)
+    dm[0] = 0  # empty detection
+    gm[-1, :, -1] = 1  # touches the border
+    crowd = (rng.random(n) < 0.4).astype(np.uint8)
+    d, g = rle.encode(dm), rle.encode(gm)
+    ref = cmask.iou([cmask.encode(np.asfortranarray(x)) for x in dm], [cmask.encode(np.asfortranarray(x)) for x in gm], crowd.tolist())
+    ours = mask_iou(d, g, crowd)
+    assert ours.dtype == np.float64 and ours.shape == (m, n)
+    assert np.array_equal(ours, np.asarray(ref).reshape(m, n))
+    # dense numpy and torch paths, and the twin, are identical to the RLE path
+    assert np.array_equal(mask_iou(dm, gm, crowd), ours)
+    t = mask_iou(torch.from_numpy(dm), torch.from_numpy(gm).bool(), torch.from_numpy(crowd))
+    assert t.dtype == torch.float64 and np.array_equal(t.numpy(), ours)
+    assert np.array_equal(mask_iou_twin(torch.from_numpy(dm), torch.from_numpy(gm), crowd).numpy(), ours)
+
+
+def test_packed_and_noncontiguous():
+    rng = np.random.default_rng(5)
+    dm = torch.from_numpy(_masks(rng, 6, 70, 40))
+    gm = torch.from_numpy(_masks(rng, 4, 70, 40))
+    assert torch.equal(pack_masks(dm), _pack_twin(dm))
+    ref = mask_iou_twin(dm, gm, None)
+    assert torch.equal(mask_iou_packed(pack_masks(dm), pack_masks(gm), None), ref)
+    dt_nc = dm.transpose(1, 2).contiguous().transpose(1, 2)  # non-contiguous view
+    assert not dt_nc.is_contiguous()
+    assert torch.equal(mask_iou(dt_nc, gm), ref)
+
+
+def test_empty_inputs():
+    assert mask_iou([], [], []).shape == (0, 0)
+    g = rle.encode(np.ones((2, 4, 4), np.uint8))
+    assert mask_iou([], g, [0, 1]).shape == (0, 2)
+    assert mask_iou(np.zeros((0, 4, 4), np.uint8), np.ones((2, 4, 4), np.uint8)).shape == (0, 2)
+
+
+def test_size_mismatch_gives_minus_one():
+    d = rle.encode(np.ones((1, 4, 4), np.uint8))
+    g = rle.encode(np.ones((1, 5, 5), np.uint8))
+    ref = cmask.iou([cmask.encode(np.ones((4, 4, 1), np.uint8, order="F"))[0]], [cmask.encode(np.ones((5, 5, 1), np.uint8, order="F"))[0]], [0])
+    assert mask_iou(d, g, [0])[0, 0] == ref[0][0] == -1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+def test_cuda_matches_cpu():
+    rng = np.random.default_rng(6)
+    dm = torch.from_numpy(_masks(rng, 9, 33, 65))
+    gm = torch.from_numpy(_masks(rng, 7, 33, 65))
+    crowd = torch.tensor([0, 1, 0, 0, 1, 0, 0])
+    assert torch.equal(mask_iou(dm.cuda(), gm.cuda(), crowd).cpu(), mask_iou(dm, gm, crowd))
