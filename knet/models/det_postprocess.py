@@ -30,8 +30,8 @@ from knet.structures import InstanceResult, PanopticResult, Segment
 
 Shape = Sequence[int]
 
-# masks resized per chunk: bounds the full-resolution float memory to CHUNK maps
-CHUNK = 8
+# masks resized per chunk: about 64 MB of float32 at the padded batch size per chunk
+CHUNK_FLOATS = 1 << 24
 
 
 def masks_to_original(
@@ -48,7 +48,8 @@ def masks_to_original(
     return m[0]
 
 
-def _chunks(n: int, size: int = CHUNK):
+def _chunks(n: int, batch_shape: Shape):
+    size = max(4, min(32, CHUNK_FLOATS // (int(batch_shape[0]) * int(batch_shape[1]))))
     for start in range(0, n, size):
         yield start, min(start + size, n)
 
@@ -75,7 +76,7 @@ def instance_postprocess(
     uniq, inverse = torch.unique(kernels, return_inverse=True)
     oh, ow = int(ori_shape[0]), int(ori_shape[1])
     binary = torch.empty((uniq.numel(), oh, ow), dtype=torch.bool, device=mask_logits.device)
-    for s, e in _chunks(uniq.numel()):
+    for s, e in _chunks(uniq.numel(), batch_shape):
         probs = masks_to_original(
             mask_logits[uniq[s:e]], batch_shape=batch_shape, img_shape=img_shape, ori_shape=ori_shape
         )
@@ -122,7 +123,7 @@ def panoptic_postprocess(
     best = torch.empty((oh, ow), dtype=torch.float32, device=mask_logits.device)
     owner = torch.zeros((oh, ow), dtype=torch.int64, device=mask_logits.device)
     orig_area = torch.zeros(n, dtype=torch.int64)
-    for s, e in _chunks(n):
+    for s, e in _chunks(n, batch_shape):
         probs = masks_to_original(
             mask_logits[s:e], batch_shape=batch_shape, img_shape=img_shape, ori_shape=ori_shape
         )  # [c, H, W]

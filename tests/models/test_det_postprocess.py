@@ -7,7 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from knet.models import det_postprocess
 from knet.models.det_postprocess import instance_postprocess, panoptic_postprocess
+
+
+@pytest.fixture(params=["one_chunk", "chunks_of_4"])
+def chunking(request, monkeypatch):
+    """Run each comparison with all masks in one chunk and with chunks of 4 masks."""
+    if request.param == "chunks_of_4":
+        monkeypatch.setattr(det_postprocess, "CHUNK_FLOATS", 1)
 
 
 def _literal_masks(mask_logits, batch_shape, img_shape, ori_shape):
@@ -47,7 +55,7 @@ SHAPES = [
 
 
 @pytest.mark.parametrize("shapes", SHAPES)
-def test_panoptic_matches_literal(shapes):
+def test_panoptic_matches_literal(shapes, chunking):
     g = torch.Generator().manual_seed(0)
     nk, nt, ns = 20, 8, 5
     cls = torch.randn(nk + ns, nt + ns, generator=g) * 2
@@ -61,7 +69,7 @@ def test_panoptic_matches_literal(shapes):
 
 
 @pytest.mark.parametrize("shapes", SHAPES)
-def test_instance_matches_literal(shapes):
+def test_instance_matches_literal(shapes, chunking):
     g = torch.Generator().manual_seed(1)
     cls = torch.randn(30, 7, generator=g)
     masks = torch.randn(30, 8, 12, generator=g) * 4
