@@ -165,8 +165,11 @@ class SemanticKNet(nn.Module):
         if tta and all_stages:
             raise KnetError("test-time augmentation gives one result per image; drop all_stages")
         results: list = []
-        for image in images:
-            ori_shape = tuple(image.shape[:2]) if isinstance(image, np.ndarray) else ()
+        for i, image in enumerate(images):
+            if not isinstance(image, np.ndarray) or image.ndim != 3:
+                shape = getattr(image, "shape", None)
+                raise KnetError(f"image {i} must be an HxWx3 uint8 RGB array, got {type(image).__name__} {shape}")
+            ori_shape = tuple(image.shape[:2])
             if tta:
                 results.append(self._predict_tta(image))
                 continue

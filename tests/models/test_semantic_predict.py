@@ -138,6 +138,10 @@ def test_bad_images_raise_knet_error(model):
         model.predict([np.zeros((10, 10, 3), dtype=np.float32)])
     with pytest.raises(KnetError):
         model.predict([_image(8, 8)], tta=True, all_stages=True)
+    with pytest.raises(KnetError):
+        model.predict([[1, 2, 3]], tta=True)
+    with pytest.raises(KnetError):
+        model.predict([np.zeros((0, 5, 3), dtype=np.uint8)])
 
 
 def test_psp_aspp_fcn_tiny_variants_run():
