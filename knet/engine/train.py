@@ -122,6 +122,17 @@ def initialise_from(model: torch.nn.Module, path: str) -> str:
     return f"initialised {len(loaded)}/{len(own)} tensors from {p} ({len(sd) - len(loaded)} in the file not used)"
 
 
+class StagesForward(torch.nn.Module):
+    """Makes `forward` = `forward_stages` (the list of per-stage outputs) for DDP to wrap."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> list[dict]:
+        return self.model.forward_stages(x)
+
+
 class MetricsLog:
     """JSON lines, one object per logged iteration / validation (rank 0 only)."""
 
@@ -236,7 +247,8 @@ def _train(cfg, ctx, out, resume, overwrite, init, skip_bad, progress, validate_
         if ctx.is_main:
             print(f"knet: resumed from {resume_from} at iteration {start_iter}", file=sys.stderr)
 
-    ddp_model = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) if ctx.distributed else model
+    stages = StagesForward(model)
+    ddp_model = DistributedDataParallel(stages, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) if ctx.distributed else stages
     if ctx.is_main:
         atomic_write_json(out / "config.json", {"task": cfg.task, "config": _jsonable(cfg), "world_size": world}, overwrite=True, indent=1)
     log = MetricsLog(out / "metrics.jsonl" if ctx.is_main else None)

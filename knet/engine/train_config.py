@@ -134,15 +134,16 @@ def _tiny_det(task: str) -> DetKNetConfig:
 
 
 def _synth_det(task: str) -> TrainConfig:
+    iters = 1400 if task == "panoptic" else 1000
     return TrainConfig(
         task=task,  # type: ignore[arg-type]
         model=_tiny_det(task),
-        optim=OptimConfig(lr=1e-3, weight_decay=0.05, backbone_lr_mult=1.0, warmup_iters=100, steps=(2400,), gamma=0.1),
-        data=DataConfig(data="", batch_size=8, workers=1, scale=(128, 128), val_scale=(128, 128), max_val_images=0),
+        optim=OptimConfig(lr=1e-3, weight_decay=0.05, backbone_lr_mult=1.0, warmup_iters=100, steps=(iters - 300,)),
+        data=DataConfig(data="", batch_size=8, workers=0, scale=(128, 128), val_scale=(128, 128), max_val_images=0),
         schedule_unit="iter",
-        max_length=3000,
-        val_interval=1000,
-        ckpt_interval=250,
+        max_length=iters,
+        val_interval=iters // 2,
+        ckpt_interval=200,
         log_interval=10,
     )
 
@@ -167,13 +168,13 @@ def synth_semantic_tiny() -> TrainConfig:
     return TrainConfig(
         task="semantic",
         model=model,
-        optim=OptimConfig(lr=1e-3, weight_decay=5e-4, backbone_lr_mult=1.0, warmup_iters=100, steps=(1600,)),
-        data=DataConfig(data="", batch_size=8, workers=1, scale=(128, 128), val_scale=(128, 128), ratio_range=(0.75, 1.5),
+        optim=OptimConfig(lr=1e-3, weight_decay=5e-4, backbone_lr_mult=1.0, warmup_iters=100, steps=(450,)),
+        data=DataConfig(data="", batch_size=8, workers=0, scale=(128, 128), val_scale=(128, 128), ratio_range=(0.75, 1.5),
                         crop=(128, 128), photometric=True),  # fmt: skip
         schedule_unit="iter",
-        max_length=2000,
-        val_interval=1000,
-        ckpt_interval=250,
+        max_length=600,
+        val_interval=300,
+        ckpt_interval=200,
         log_interval=10,
     )
 
