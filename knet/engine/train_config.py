@@ -138,7 +138,7 @@ def _synth_det(task: str) -> TrainConfig:
     return TrainConfig(
         task=task,  # type: ignore[arg-type]
         model=_tiny_det(task),
-        optim=OptimConfig(lr=1e-3, weight_decay=0.05, backbone_lr_mult=1.0, warmup_iters=100, steps=(iters - 300,)),
+        optim=OptimConfig(lr=1e-3, weight_decay=0.05, backbone_lr_mult=1.0, warmup_iters=100, steps=(1100 if task == "panoptic" else 800,)),
         data=DataConfig(data="", batch_size=8, workers=0, scale=(128, 128), val_scale=(128, 128), max_val_images=0),
         schedule_unit="iter",
         max_length=iters,
