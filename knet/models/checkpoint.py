@@ -203,6 +203,8 @@ def convert_state_dict(sd: Mapping[str, torch.Tensor], meta: Mapping | None = No
         cfg = semantic_config_from_state_dict(sd, meta)
         return cfg, semantic_state_dict_from_official(sd, keep_aux=cfg.aux_head)
     if any(k.startswith("rpn_head.") for k in sd) and any(k.startswith("roi_head.") for k in sd):
+        if "rpn_head.init_kernels.weight" not in sd:
+            raise KnetError(f"{source}: an MMDetection two-stage detector checkpoint, but not K-Net (no rpn_head.init_kernels)")
         return det_config_from_state_dict(sd, meta), det_state_dict_from_official(sd)
     raise KnetError(f"{source}: not a K-Net checkpoint (no decode_head.* nor rpn_head.*/roi_head.* keys)")
 

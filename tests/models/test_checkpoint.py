@@ -90,6 +90,9 @@ def test_bad_files_give_one_line_errors(fixtures_dir, tmp_path):
     _one_line_error(lambda: load_model(tmp_path / "nope.pth"), "no such checkpoint file")
     torch.save({"state_dict": {"classifier.weight": torch.zeros(2, 2)}}, tmp_path / "other.pth")
     _one_line_error(lambda: load_model(tmp_path / "other.pth"), "not a K-Net checkpoint")
+    mask_rcnn = {"rpn_head.rpn_conv.weight": torch.zeros(4, 4, 3, 3), "roi_head.bbox_head.fc_cls.weight": torch.zeros(81, 4)}
+    torch.save({"state_dict": mask_rcnn, "meta": {}}, tmp_path / "mask_rcnn.pth")
+    _one_line_error(lambda: load_model(tmp_path / "mask_rcnn.pth"), "not K-Net")
     torch.save([1, 2, 3], tmp_path / "list.pth")
     _one_line_error(lambda: load_model(tmp_path / "list.pth"), "not a checkpoint")
     sd = dict(_official(fixtures_dir, PANOPTIC)["state_dict"])
