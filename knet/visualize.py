@@ -243,7 +243,7 @@ def stage_figure(
         # drawn at the panel size so every panel has the same legible tag size
         small = _resize_result(res, (ph, panel_width))
         panels.append(draw_overlay(panels[0], small, class_names=class_names, num_classes=num_classes,
-                                   min_side=0, max_side=10**9, font_size=max(11, panel_width // 34)))
+                                   min_side=0, max_side=10**9, font_size=max(12, panel_width // 30)))
         n = len(regions_of(small, class_names=class_names, num_classes=num_classes or 256))
         captions.append(f"{name}: {n} segment{'s' if n != 1 else ''}")
 

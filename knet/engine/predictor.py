@@ -70,17 +70,20 @@ class Predictor:
         """One result per image (`all_stages`: a list of results per image, stage 0 first)."""
         if tta and self.task != "semantic":
             raise KnetError(f"--tta is for semantic segmentation only (this is a {self.task} model)")
+        arrays = []
         for i, img in enumerate(images):
             a = np.asarray(img)
             if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8 or a.shape[0] == 0 or a.shape[1] == 0:
                 raise KnetError(f"image {i} must be a non-empty [H, W, 3] uint8 RGB array, got {a.dtype} {a.shape}")
+            # decoded images can be read-only views of PIL's buffer; torch.from_numpy warns on those
+            arrays.append(a if a.flags.writeable else a.copy())
         kwargs = {"all_stages": True} if all_stages else {}
         if tta:
             kwargs["tta"] = True
         out: list = []
         with torch.inference_mode():
-            for start in range(0, len(images), self.batch_size):
-                chunk = list(images[start : start + self.batch_size])
+            for start in range(0, len(arrays), self.batch_size):
+                chunk = arrays[start : start + self.batch_size]
                 results = self.model.predict(chunk, **kwargs)
                 if len(results) != len(chunk):
                     raise RuntimeError(f"model.predict returned {len(results)} results for {len(chunk)} images")
