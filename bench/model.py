@@ -79,6 +79,10 @@ def _literal_det_post(model, out) -> None:
     pan.numpy()
 
 
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
 def worker(task: str, threads: int, iters: int, fused: bool) -> dict:
     import torch
 
@@ -90,40 +94,36 @@ def worker(task: str, threads: int, iters: int, fused: bool) -> dict:
     model = build_model(PRESETS[PRESET[task]]()).eval()
     h, w = SIZE[task]
     x = torch.randn(1, 3, h, w)
-    times: dict[str, list[float]] = {"backbone": [], "head": [], "post": [], "post_literal": [], "cpu": []}
+    sections = ("backbone", "head", "post", "post_literal")
+    times: dict[str, list[float]] = {f"{s}_{c}": [] for s in sections for c in ("wall", "cpu")}
     with torch.inference_mode():
         for it in range(iters + 1):
-            c0 = time.process_time()
-            t0 = time.perf_counter()
+            marks = [_clock()]
             if task == "semantic":
                 feats = model.backbone(x)
-                t1 = time.perf_counter()
+                marks.append(_clock())
                 generated, masks, kernels = model.kernel_generator(feats)
                 for stage in model.kernel_update_stages:
                     _, masks, kernels = stage(generated, kernels, masks)
-                out = {"mask_logits": masks}
-                t2 = time.perf_counter()
-                model.postprocess(out, ori_shape=(h, w), input_shape=(h, w))
-                t3 = t4 = time.perf_counter()
+                marks.append(_clock())
+                model.postprocess({"mask_logits": masks}, ori_shape=(h, w), input_shape=(h, w))
+                marks.append(_clock())
+                marks.append(_clock())  # no literal baseline for semantic
             else:
                 pyramid = model.extract_features(x, fused=fused)
-                t1 = time.perf_counter()
+                marks.append(_clock())
                 out = model.forward_heads(pyramid)[-1]
-                t2 = time.perf_counter()
+                marks.append(_clock())
                 model.postprocess(out, **DET_SHAPES)
-                t3 = time.perf_counter()
+                marks.append(_clock())
                 _literal_det_post(model, out)
-                t4 = time.perf_counter()
-            c1 = time.process_time()
+                marks.append(_clock())
             if it == 0:
                 continue  # warm-up
-            times["cpu"].append(c1 - c0 - (t4 - t3))  # process CPU time, literal baseline excluded
-            times["backbone"].append(t1 - t0)
-            times["head"].append(t2 - t1)
-            times["post"].append(t3 - t2)
-            times["post_literal"].append(t4 - t3)
+            for i, name in enumerate(sections):
+                times[f"{name}_wall"].append(marks[i + 1][0] - marks[i][0])
+                times[f"{name}_cpu"].append(marks[i + 1][1] - marks[i][1])
     med = {k: statistics.median(v) for k, v in times.items()}
-    med["total"] = med["backbone"] + med["head"] + med["post"]
     return {"task": task, "threads": threads, "compiled": has_ext(), **med}
 
 
@@ -149,22 +149,24 @@ def run_all(args) -> list[dict]:
 
 
 HEADER = (
-    f"{'task':<9} {'ops':<14} {'thr':>3} {'backbone':>9} {'heads':>7} {'post':>7} {'total':>7} {'cpu':>7}"
+    f"{'task':<9} {'ops':<14} {'thr':>3} {'clock':<5} {'backbone':>9} {'heads':>7} {'post':>7} {'total':>7}"
     f" {'post orig':>9} {'post x':>7} {'vs orig':>7}"
 )
 
 
 def print_row(row: dict, flush: bool = False) -> None:
-    literal = row["post_literal"]
-    post_ratio = f"{literal / row['post']:.1f}x" if literal > 0 else "-"
-    # 1 thread: the process CPU time is the latency without the other processes' preemption
-    vs = f"{ORIGINAL_1T[row['task']] / row['total']:.2f}x ({ORIGINAL_1T[row['task']] / row['cpu']:.2f}x cpu)" if row["threads"] == 1 else "-"
-    cpu = f"{row['cpu']:>6.2f}s" if row["threads"] == 1 else f"{'-':>7}"
-    print(
-        f"{row['task']:<9} {row['mode']:<14} {row['threads']:>3} {row['backbone']:>8.2f}s {row['head']:>6.2f}s"
-        f" {row['post']:>6.2f}s {row['total']:>6.2f}s {cpu} {literal if literal else 0:>8.2f}s {post_ratio:>7} {vs:>7}",
-        flush=flush,
-    )
+    # 1 thread: the process CPU time is the latency without preemption by other processes
+    for clock in ("wall", "cpu") if row["threads"] == 1 else ("wall",):
+        b, hd, p, lit = (row[f"{s}_{clock}"] for s in ("backbone", "head", "post", "post_literal"))
+        total = b + hd + p
+        post_ratio = f"{lit / p:.1f}x" if lit > 0 else "-"
+        vs = f"{ORIGINAL_1T[row['task']] / total:.2f}x" if row["threads"] == 1 else "-"
+        lit_s = f"{lit:>8.2f}s" if lit > 0 else f"{'-':>9}"
+        print(
+            f"{row['task']:<9} {row['mode']:<14} {row['threads']:>3} {clock:<5} {b:>8.2f}s {hd:>6.2f}s {p:>6.2f}s"
+            f" {total:>6.2f}s {lit_s} {post_ratio:>7} {vs:>7}",
+            flush=flush,
+        )
 
 
 def main() -> None:
