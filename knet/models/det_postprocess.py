@@ -1,4 +1,4 @@
-"""Instance and panoptic post-processing of K-Net (spec 2.7), same outputs, far less work.
+"""Instance and panoptic post-processing of K-Net (spec 2.7): the same outputs with less memory and work.
 
 Masks to the original image (both tasks), exactly as the original code:
     stride-8 logits -> x2 bilinear -> sigmoid -> bilinear to the padded batch shape
