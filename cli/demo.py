@@ -56,8 +56,8 @@ def demo(
     """Run the bundled demo model (panoptic K-Net trained on synthetic scenes) on examples/.
 
     Writes, per example image, the overlay (STEM.overlay.png), the per-stage figure
-    (STEM.stages.png) and COCO panoptic PNG + JSON, then prints where they are and, when the
-    examples' ground truth is present, the panoptic quality the demo model reaches on them.
+    (STEM.stages.png) and COCO panoptic PNG + JSON, then prints where they are and the panoptic
+    quality (PQ, SQ, RQ) the demo model reaches on the examples' shipped ground truth.
 
     \b
     Examples:
@@ -80,8 +80,14 @@ def demo(
     typer.echo(f"  overlays:       {out}/*.overlay.png")
     typer.echo(f"  stage figures:  {out}/*.stages.png   (masks after the initial kernels and each update stage)")
     typer.echo(f"  COCO panoptic:  {out}/panoptic.json + {out}/panoptic/*.png")
-    if gt_json is not None and gt_dir is not None:
-        typer.echo("  evaluate:       knet eval panoptic --gt-json " + f"{gt_json} --gt-dir {gt_dir} --pred-json {out}/panoptic.json --pred-dir {out}/panoptic")
+    if gt_json is not None and gt_dir is not None and status == 0:
+        from knet.evaluation.panoptic import evaluate_panoptic
+
+        res = evaluate_panoptic(gt_json, gt_dir, out / "panoptic.json", out / "panoptic")
+        typer.echo(f"panoptic quality of the demo model on the examples' ground truth ({gt_json.name}):")
+        for line in res.summary_lines():
+            typer.echo("  " + line)
+        typer.echo("  the same with: knet eval panoptic --gt-json " + f"{gt_json} --gt-dir {gt_dir} --pred-json {out}/panoptic.json --pred-dir {out}/panoptic")
     if status:
         raise typer.Exit(status)
 

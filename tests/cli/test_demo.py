@@ -111,6 +111,7 @@ def test_demo_flow_with_stand_in_model(monkeypatch, tmp_path, fake_checkpoint):
     r = CliRunner().invoke(app, ["demo", "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert "knet eval panoptic --gt-json" in r.stdout and str(ex / "annotations" / "panoptic_examples") in r.stdout
+    assert "PQ" in r.stdout  # scored against the (empty) ground truth
     doc = json.loads((out / "panoptic.json").read_text())
     assert sorted(a["image_id"] for a in doc["annotations"]) == [11, 12]
     assert {s["category_id"] for a in doc["annotations"] for s in a["segments_info"]} <= {100, 101, 102, 103}
