@@ -132,3 +132,31 @@ def test_cli_overwrite_and_overrides(synth, tmp_path):
     assert r.exit_code == 2 and "unknown train preset" in r.output
     r = CliRunner().invoke(app, ["train", "semantic", "--data", str(synth), "--preset", "synth-panoptic-tiny"])
     assert r.exit_code == 2
+
+
+def test_init_from_backbone_pth_and_knet_checkpoint(synth, tmp_path):
+    from knet.engine.train import fit_model_to_classes, initialise_from
+    from knet.models import build_model, save_model
+
+    from knet.data.catalog import open_dataset
+
+    cfg = fit_model_to_classes(_cfg(synth), open_dataset(str(synth), task="panoptic", split="train").classes)
+    torch.manual_seed(1)
+    src = build_model(cfg.model)
+    backbone = {k[len("backbone."):]: v for k, v in src.state_dict().items() if k.startswith("backbone.")}
+    torch.save(backbone, tmp_path / "resnet_imagenet.pth")  # torchvision key names (conv1, bn1, layer1.0...)
+    torch.manual_seed(2)
+    dst = build_model(cfg.model)
+    msg = initialise_from(dst, str(tmp_path / "resnet_imagenet.pth"))
+    assert f"{len(backbone)}/" in msg
+    assert all(torch.equal(dst.state_dict()[f"backbone.{k}"], v) for k, v in backbone.items())
+    assert not torch.equal(dst.state_dict()["kernel_generator.init_kernels.weight"], src.state_dict()["kernel_generator.init_kernels.weight"])
+    save_model(src, tmp_path / "full.safetensors")
+    initialise_from(dst, str(tmp_path / "full.safetensors"))
+    assert all(torch.equal(a, b) for a, b in zip(dst.state_dict().values(), src.state_dict().values()))
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(KnetError, match="junk.pth"):
+        initialise_from(dst, str(tmp_path / "junk.pth"))
+    torch.save({"unrelated.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(KnetError, match="no tensor matches"):
+        initialise_from(dst, str(tmp_path / "other.pth"))
