@@ -1,0 +1,124 @@
+// Panoptic quality per image (see pq_core.h). Runs of equal (gt, pred) pairs are counted
+// before touching the hash map, so the map sees only segment boundaries.
+#include "ops/pq_eval/pq_core.h"
+
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace knet {
+namespace pq {
+
+static constexpr uint64_t kOffset = 256ull * 256ull * 256ull;
+
+void image_stats(const uint32_t* gt, const uint32_t* pred, size_t npix, const std::vector<GtSegment>& gts,
+                 const std::vector<PredSegment>& preds, ImageStats& out) {
+  std::unordered_map<uint64_t, int64_t> pairs;
+  pairs.reserve(256);
+  if (npix > 0) {
+    uint64_t cur = static_cast<uint64_t>(gt[0]) * kOffset + pred[0];
+    int64_t run = 0;
+    for (size_t i = 0; i < npix; ++i) {
+      const uint64_t key = static_cast<uint64_t>(gt[i]) * kOffset + pred[i];
+      if (key != cur) {
+        pairs[cur] += run;
+        cur = key;
+        run = 0;
+      }
+      ++run;
+    }
+    pairs[cur] += run;
+  }
+  std::vector<std::pair<uint64_t, int64_t>> sorted(pairs.begin(), pairs.end());
+  std::sort(sorted.begin(), sorted.end());
+
+  // dicts keyed by id (a repeated id keeps its first position and its last value, like Python)
+  std::unordered_map<uint32_t, size_t> gt_index, pred_index;
+  for (size_t j = 0; j < gts.size(); ++j) gt_index[gts[j].id] = j;
+  for (size_t j = 0; j < preds.size(); ++j) pred_index[preds[j].id] = j;
+
+  // predicted areas from the PNG, and the JSON/PNG consistency checks
+  std::unordered_map<uint32_t, int64_t> pred_area, void_inter;
+  for (const auto& kv : sorted) {
+    const uint32_t p = static_cast<uint32_t>(kv.first % kOffset);
+    pred_area[p] += kv.second;
+    if (kv.first / kOffset == 0) void_inter[p] = kv.second;
+  }
+  {
+    std::vector<uint32_t> png_ids;
+    for (const auto& kv : pred_area) png_ids.push_back(kv.first);
+    std::sort(png_ids.begin(), png_ids.end());
+    for (uint32_t p : png_ids) {
+      if (p != 0 && pred_index.find(p) == pred_index.end()) {
+        out.error = 1;
+        out.bad_id = p;
+        return;
+      }
+    }
+    for (const auto& s : preds) {
+      if (pred_area.find(s.id) == pred_area.end()) {
+        out.error = 2;
+        out.bad_id = s.id;
+        return;
+      }
+    }
+  }
+
+  std::unordered_set<uint32_t> gt_matched, pred_matched;
+  for (const auto& kv : sorted) {
+    const uint32_t g = static_cast<uint32_t>(kv.first / kOffset), p = static_cast<uint32_t>(kv.first % kOffset);
+    auto gi = gt_index.find(g);
+    if (gi == gt_index.end()) continue;
+    auto pi = pred_index.find(p);
+    if (pi == pred_index.end()) continue;
+    const GtSegment& gs = gts[gi->second];
+    const PredSegment& ps = preds[pi->second];
+    if (gs.crowd) continue;
+    if (gs.cat != ps.cat) continue;
+    const int64_t inter = kv.second;
+    auto vi = void_inter.find(p);
+    const double v = vi == void_inter.end() ? 0.0 : static_cast<double>(vi->second);
+    const double uni = static_cast<double>(pred_area[p]) + gs.area - static_cast<double>(inter) - v;
+    const double iou = static_cast<double>(inter) / uni;
+    if (iou > 0.5) {
+      out.match_cat.push_back(gs.cat);
+      out.match_iou.push_back(iou);
+      gt_matched.insert(g);
+      pred_matched.insert(p);
+    }
+  }
+
+  // false negatives; crowd segments register (last one per category wins)
+  std::unordered_map<int64_t, uint32_t> crowd_by_cat;
+  std::unordered_set<uint32_t> seen;
+  for (const auto& s : gts) {
+    if (!seen.insert(s.id).second) continue;  // dict iteration visits each id once
+    const GtSegment& gs = gts[gt_index[s.id]];
+    if (gt_matched.count(gs.id)) continue;
+    if (gs.crowd) {
+      crowd_by_cat[gs.cat] = gs.id;
+      continue;
+    }
+    out.fn_cat.push_back(gs.cat);
+  }
+  // false positives
+  std::unordered_map<uint64_t, int64_t> pair_map(sorted.begin(), sorted.end());
+  seen.clear();
+  for (const auto& s : preds) {
+    if (!seen.insert(s.id).second) continue;
+    const PredSegment& ps = preds[pred_index[s.id]];
+    if (pred_matched.count(ps.id)) continue;
+    auto vi = void_inter.find(ps.id);
+    int64_t inter = vi == void_inter.end() ? 0 : vi->second;
+    auto ci = crowd_by_cat.find(ps.cat);
+    if (ci != crowd_by_cat.end()) {
+      auto it = pair_map.find(static_cast<uint64_t>(ci->second) * kOffset + ps.id);
+      if (it != pair_map.end()) inter += it->second;
+    }
+    if (static_cast<double>(inter) / static_cast<double>(pred_area[ps.id]) > 0.5) continue;
+    out.fp_cat.push_back(ps.cat);
+  }
+}
+
+}  // namespace pq
+}  // namespace knet

@@ -1,0 +1,127 @@
+"""PQ against panopticapi (bit-identical), mIoU against a direct numpy mmseg implementation."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import multiprocessing
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from knet.errors import KnetError
+from knet.evaluation.panoptic import evaluate_panoptic
+from knet.evaluation.png import read_label_map, read_panoptic_ids
+from knet.evaluation.semantic import SemanticAccumulator, evaluate_semantic
+from knet.evaluation.synthetic_panoptic import write_panoptic_set, write_semantic_set
+
+
+@pytest.fixture(scope="module")
+def pan_set(tmp_path_factory):
+    return write_panoptic_set(tmp_path_factory.mktemp("pan"), num_images=12, seed=2)
+
+
+def _panopticapi(paths):
+    from panopticapi.evaluation import pq_compute
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return pq_compute(str(paths["gt_json"]), str(paths["pred_json"]), str(paths["gt_dir"]), str(paths["pred_dir"]))
+
+
+def test_pq_bit_identical(pan_set):
+    ref = _panopticapi(pan_set)
+    ours = evaluate_panoptic(pan_set["gt_json"], pan_set["gt_dir"], pan_set["pred_json"], pan_set["pred_dir"], chunks=multiprocessing.cpu_count())
+    for name in ("All", "Things", "Stuff"):
+        for k in ("pq", "sq", "rq", "n"):
+            assert ours.groups[name][k] == ref[name][k], (name, k)
+    assert {c: v for c, v in ours.per_class.items()} == ref["per_class"]
+    assert 0 < ours.groups["All"]["pq"] < 1
+    assert len(ours.summary_lines()) == 5
+
+
+def test_png_decoding_matches_pil(pan_set, tmp_path):
+    for p in sorted(pan_set["gt_dir"].glob("*.png"))[:3]:
+        arr = np.array(Image.open(p), dtype=np.uint32)
+        assert np.array_equal(read_panoptic_ids(p), arr[:, :, 0] + 256 * arr[:, :, 1] + 65536 * arr[:, :, 2])
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (37, 53, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    assert np.array_equal(read_panoptic_ids(tmp_path / "a.png"), rgba[..., 0] + 256 * rgba[..., 1].astype(np.uint32) + 65536 * rgba[..., 2].astype(np.uint32))
+    grey = rng.integers(0, 256, (31, 17), dtype=np.uint8)
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    assert np.array_equal(read_label_map(tmp_path / "g.png"), grey)
+    pal = Image.fromarray(grey % 20).convert("P")
+    pal.save(tmp_path / "p.png")
+    assert np.array_equal(read_label_map(tmp_path / "p.png"), np.array(Image.open(tmp_path / "p.png")))
+    Image.fromarray((grey.astype(np.uint16) * 200)).save(tmp_path / "g16.png")  # 16-bit: PIL path
+    assert np.array_equal(read_label_map(tmp_path / "g16.png"), np.array(Image.open(tmp_path / "g16.png")))
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nxx")
+    with pytest.raises(KnetError):
+        read_panoptic_ids(tmp_path / "bad.png")
+
+
+def test_pq_png_json_mismatch(pan_set, tmp_path):
+    pred = json.loads(pan_set["pred_json"].read_text())
+    pred["annotations"][1]["segments_info"].pop(0)
+    (tmp_path / "pred.json").write_text(json.dumps(pred))
+    with pytest.raises(KnetError, match="in the predicted PNG but not in its segments_info"):
+        evaluate_panoptic(pan_set["gt_json"], pan_set["gt_dir"], tmp_path / "pred.json", pan_set["pred_dir"])
+    pred = json.loads(pan_set["pred_json"].read_text())
+    pred["annotations"][0]["segments_info"].append({"id": 77, "category_id": 1})
+    (tmp_path / "pred2.json").write_text(json.dumps(pred))
+    with pytest.raises(KnetError, match="not in the predicted PNG"):
+        evaluate_panoptic(pan_set["gt_json"], pan_set["gt_dir"], tmp_path / "pred2.json", pan_set["pred_dir"])
+    pred = json.loads(pan_set["pred_json"].read_text())
+    pred["annotations"].pop()
+    (tmp_path / "pred3.json").write_text(json.dumps(pred))
+    with pytest.raises(KnetError, match="no prediction"):
+        evaluate_panoptic(pan_set["gt_json"], pan_set["gt_dir"], tmp_path / "pred3.json", pan_set["pred_dir"])
+    with pytest.raises(KnetError, match="not found"):
+        evaluate_panoptic(pan_set["gt_json"], pan_set["gt_dir"], pan_set["pred_json"], tmp_path / "nope")
+
+
+def _mmseg_numpy(preds, labels, c, ignore, rzl):
+    inter, pa, la = np.zeros(c), np.zeros(c), np.zeros(c)
+    for p, lab in zip(preds, labels):
+        lab = lab.copy()
+        if rzl:
+            lab[lab == 0] = 255
+            lab = lab - 1
+            lab[lab == 254] = 255
+        m = lab != ignore
+        p, lab = p[m].astype(np.int64), lab[m].astype(np.int64)
+        i = p[p == lab]
+        inter += np.bincount(i[(i >= 0) & (i < c)], minlength=c)
+        pa += np.bincount(p[(p >= 0) & (p < c)], minlength=c)
+        la += np.bincount(lab[(lab >= 0) & (lab < c)], minlength=c)
+    union = pa + la - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou, acc = inter / union, inter / la
+        freq = la / la.sum()
+    return np.nanmean(iou), np.nanmean(acc), inter.sum() / la.sum(), (freq[freq > 0] * iou[freq > 0]).sum(), iou
+
+
+@pytest.mark.parametrize("rzl", [False, True])
+def test_miou_matches_numpy(tmp_path, rzl):
+    paths = write_semantic_set(tmp_path, num_images=6, num_classes=7, seed=4)
+    names = sorted(p.name for p in paths["gt_dir"].glob("*.png"))
+    preds = [np.array(Image.open(paths["pred_dir"] / n)) for n in names]
+    labels = [np.array(Image.open(paths["gt_dir"] / n)) for n in names]
+    ref = _mmseg_numpy(preds, labels, 7, 255, rzl)
+    ours = evaluate_semantic(paths["gt_dir"], paths["pred_dir"], num_classes=7, reduce_zero_label=rzl)
+    assert (ours.mIoU, ours.mAcc, ours.aAcc, ours.fwIoU) == tuple(float(x) for x in ref[:4])
+    assert np.array_equal(ours.iou, ref[4], equal_nan=True)
+
+
+def test_miou_in_memory_edges():
+    acc = SemanticAccumulator(num_classes=3, ignore_index=255)
+    pred = np.array([[0, 1, 5], [2, -1, 1]], np.int64)  # 5 and -1 are out of range
+    lab = np.array([[0, 1, 1], [255, 2, 9]], np.uint8)  # 9 is out of range but not ignored
+    acc.add(pred, lab)
+    ref = _mmseg_numpy([pred], [lab], 3, 255, False)
+    r = acc.result()
+    assert (r.mIoU, r.mAcc, r.aAcc, r.fwIoU) == tuple(float(x) for x in ref[:4])
+    with pytest.raises(KnetError):
+        acc.add(np.zeros((2, 2)), np.zeros((3, 2), np.uint8))
