@@ -73,6 +73,20 @@ class CocoPanopticDataset:
     def png_path(self, index: int) -> Path:
         return self.png_dir / str(self._anns[self.images[index]["id"]]["file_name"])
 
+    def categories(self) -> list[dict]:
+        """The json's categories (id, name, isthing, ...), as the PQ evaluator takes them."""
+        from knet.fileio import read_json
+
+        return list(read_json(self.ann_file, what="annotation file")["categories"])
+
+    def ground_truth(self, index: int) -> tuple[np.ndarray, list[dict]]:
+        """(segment id map [H, W] int64, segments_info) of image `index`, as stored on disk."""
+        png = self.png_path(index)
+        rgb = load_label_png(png)
+        if rgb.ndim != 3:
+            raise KnetError(f"panoptic PNG {png} is not an RGB image")
+        return rgb_to_id(rgb), list(self._anns[self.images[index]["id"]].get("segments_info", []))
+
     def __getitem__(self, index: int) -> Sample:
         info = self.images[index]
         path = self.image_path(index)

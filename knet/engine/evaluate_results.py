@@ -41,4 +41,29 @@ def evaluate_predictions(task: str, dataset, results: list) -> dict[str, float]:
         res = evaluate_coco(gt, instance_results_json(dataset, results), iou_type="segm")
         d = res.as_dict()
         return {k: round(100 * d[k], 2) for k in ("AP", "AP50", "AP75")}
-    raise KnetError(f"validation for {task} needs its evaluator in knet.evaluation (run with --no-val)")
+    if task == "panoptic":
+        import numpy as np
+
+        from knet.evaluation.panoptic import PanopticAccumulator
+
+        acc = PanopticAccumulator(dataset.categories())
+        cats = dataset.classes.category_ids
+        for index, r in enumerate(results):
+            gt_ids, gt_segments = dataset.ground_truth(index)
+            pred_segments = [{"id": s.id, "category_id": cats[s.label]} for s in r.segments]
+            acc.add_image(gt_ids, gt_segments, r.segment_map.astype(np.int64), pred_segments, image=str(dataset.image_path(index)))
+        groups = acc.result().groups
+        out = {k.upper(): round(100 * groups["All"][k], 2) for k in ("pq", "sq", "rq")}
+        for name in ("Things", "Stuff"):
+            if groups[name]["n"]:
+                out[f"PQ_{name.lower()}"] = round(100 * groups[name]["pq"], 2)
+        return out
+    if task == "semantic":
+        from knet.evaluation.semantic import SemanticAccumulator
+
+        acc = SemanticAccumulator(num_classes=len(dataset.classes.names), class_names=list(dataset.classes.names))
+        for index, r in enumerate(results):
+            acc.add(r.label, dataset[index].sem_seg, image=str(dataset.image_path(index)))
+        res = acc.result()
+        return {"mIoU": round(100 * res.mIoU, 2), "mAcc": round(100 * res.mAcc, 2), "aAcc": round(100 * res.aAcc, 2)}
+    raise KnetError(f"unknown task '{task}'")
