@@ -95,3 +95,22 @@ def test_panoptic_all_void_when_no_thing_passes_and_no_stuff():
     result = panoptic_postprocess(cls, torch.randn(4, 5, 5), num_kernels=4, num_thing_classes=3,
                                   batch_shape=(10, 10), img_shape=(10, 10), ori_shape=(7, 9))
     assert result.segments == [] and (result.segment_map == 0).all()
+
+
+@pytest.mark.parametrize("shapes", SHAPES)
+def test_panoptic_with_pruned_kernels_matches_literal(shapes, chunking):
+    """Blob-shaped masks: many kernels provably win no pixel and are skipped; same result."""
+    g = torch.Generator().manual_seed(2)
+    nk, nt, ns = 40, 8, 6
+    n = nk + ns
+    yy, xx = torch.meshgrid(torch.arange(8.0), torch.arange(12.0), indexing="ij")
+    cy, cx, r = torch.rand(n, generator=g) * 8, torch.rand(n, generator=g) * 12, torch.rand(n, generator=g) * 3 + 1
+    masks = (1 - ((yy - cy.view(-1, 1, 1)) ** 2 + (xx - cx.view(-1, 1, 1)) ** 2).sqrt() / r.view(-1, 1, 1)) * 8
+    cls = torch.randn(n, nt + ns, generator=g) * 2
+    scores, _ = det_postprocess.panoptic_scores(cls, num_kernels=nk, num_thing_classes=nt)
+    winners = det_postprocess.possible_winners(det_postprocess.stride4_probs(masks), scores)
+    assert 0 < int(winners.sum()) < n  # the pruning is exercised
+    result = panoptic_postprocess(cls, masks, num_kernels=nk, num_thing_classes=nt, **shapes)
+    pan, segs = _literal_panoptic(cls, masks, shapes, nk, nt)
+    assert [(s.kernel_index, s.label, s.area) for s in result.segments] == segs
+    np.testing.assert_array_equal(result.segment_map, (pan + 1).numpy())
