@@ -112,7 +112,7 @@ def _(gate_in, gate_up, feat_out, kernel_out, *rest):
 def _adaptive_gate_backward_op(
     grad: Tensor, acts: list[Tensor], params: list[Tensor], stats: Tensor, eps: float
 ) -> list[Tensor]:
-    return [g.clone() for g in ext().adaptive_gate_backward(grad, acts, params, stats, eps)]  # TMPCLONE
+    return list(ext().adaptive_gate_backward(grad, acts, params, stats, eps))
 
 
 @_adaptive_gate_backward_op.register_fake
@@ -135,6 +135,24 @@ def _backward(ctx, grad_out: Tensor, _grad_stats):
 
 
 _adaptive_gate_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _AdaptiveGateEager(torch.autograd.Function):
+    """Eager-mode path to the same kernels: an autograd.Function costs far less per call than
+    the torch.library op's Python dispatch (which torch.compile needs and gets)."""
+
+    @staticmethod
+    def forward(ctx, eps: float, *tensors: Tensor) -> Tensor:
+        out, stats = ext().adaptive_gate_forward(list(tensors[:4]), list(tensors[4:]), eps)
+        ctx.eps = eps
+        ctx.save_for_backward(*tensors, stats)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        *tensors, stats = ctx.saved_tensors
+        grads = ext().adaptive_gate_backward(grad_out, tensors[:4], tensors[4:], stats, ctx.eps)
+        return (None, *grads)
 
 
 def adaptive_gate(
@@ -170,6 +188,8 @@ def adaptive_gate(
     )
     _check(acts, params)
     if use_compiled(*acts, *params):
-        out, _ = torch.ops.knet.adaptive_gate(*acts, *params, float(eps))
-        return out
+        if torch.compiler.is_compiling():
+            out, _ = torch.ops.knet.adaptive_gate(*acts, *params, float(eps))
+            return out
+        return _AdaptiveGateEager.apply(float(eps), *acts, *params)
     return adaptive_gate_twin(*acts, *params, eps=eps)

@@ -72,9 +72,27 @@ def _backward(ctx, grad: Tensor):
 _mask_conv_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+class _MaskConvEager(torch.autograd.Function):
+    """Eager-mode path to the same kernels (an autograd.Function costs less per call than the
+    torch.library op's Python dispatch, which torch.compile needs and gets)."""
+
+    @staticmethod
+    def forward(ctx, feats: Tensor, kernels: Tensor) -> Tensor:
+        ctx.save_for_backward(feats, kernels)
+        return ext().mask_conv_forward(feats, kernels)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        feats, kernels = ctx.saved_tensors
+        grad_feats, grad_kernels = ext().mask_conv_backward(grad, feats, kernels)
+        return grad_feats, grad_kernels
+
+
 def mask_conv(feats: Tensor, kernels: Tensor) -> Tensor:
     """Dynamic 1x1 convolution: feats [B, C, H, W], kernels [B, N, C] -> masks [B, N, H, W]."""
     _check(feats, kernels)
     if use_compiled(feats, kernels):
-        return torch.ops.knet.mask_conv(feats, kernels)
+        if torch.compiler.is_compiling():
+            return torch.ops.knet.mask_conv(feats, kernels)
+        return _MaskConvEager.apply(feats, kernels)
     return mask_conv_twin(feats, kernels)

@@ -13,18 +13,29 @@
 // their gradient into the masks is a dense [B, N, H, W] tensor anyway.
 #include <ATen/Parallel.h>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
+
+#include "knet/cpu_vec.h"
 
 #include "ops/assemble/assemble.h"
 
 namespace knet {
 namespace {
 
-constexpr int64_t kCw = 64;     // channels per task (width of a table row)
-constexpr int64_t kGroups = 32;  // 4-pixel groups per forward block (128 pixels)
-constexpr int64_t kPixTile = 64;  // pixels per backward tile
+using cpu::Vec;
+
+template <typename T>
+constexpr int64_t kCw = 8 * cpu::kLanes<T>;  // channels per task = one table row of 8 SIMD vectors
+constexpr int64_t kGroups = 32;             // 4-pixel groups per forward block (128 pixels)
+constexpr int64_t kPixTile = 64;            // pixels per backward tile
+constexpr int kRowVecs = 8;                 // SIMD vectors per table row
 
 // nib[r, g] = sum_i [m[r, 4g + i] > 0] << i, rows r = (b, n); pixels past hw count as 0
 template <typename T>
@@ -65,58 +76,109 @@ void pack_kernel_nibbles(const T* logits, int64_t batch, int64_t n, int64_t hw, 
   });
 }
 
-// table[s] = sum of the rows src[i] for the bits i of s (s = 0..15), rows of kCw values
+// dst[c * ds + r] = src[r * ss + c] for r < rows, c < cols (8x8 AVX2 blocks for float)
+template <typename T>
+void transpose(const T* src, int64_t ss, T* dst, int64_t ds, int64_t rows, int64_t cols) {
+  int64_t r8 = 0, c8 = 0;
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    r8 = rows / 8 * 8;
+    c8 = cols / 8 * 8;
+    for (int64_t r = 0; r < r8; r += 8)
+      for (int64_t c = 0; c < c8; c += 8) {
+        const float* s = src + r * ss + c;
+        __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ss), r2 = _mm256_loadu_ps(s + 2 * ss),
+               r3 = _mm256_loadu_ps(s + 3 * ss), r4 = _mm256_loadu_ps(s + 4 * ss), r5 = _mm256_loadu_ps(s + 5 * ss),
+               r6 = _mm256_loadu_ps(s + 6 * ss), r7 = _mm256_loadu_ps(s + 7 * ss);
+        const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+                     t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                     t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)),
+                     u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
+                     u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)),
+                     u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),
+                     u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)),
+                     u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),
+                     u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)),
+                     u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+        float* d = dst + c * ds + r;
+        _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(d + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(d + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(d + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(d + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(d + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(d + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
+        _mm256_storeu_ps(d + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
+      }
+  }
+#endif
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = (r < r8 ? c8 : 0); c < cols; ++c) dst[c * ds + r] = src[r * ss + c];
+}
+
+// table[s] = sum of the rows src[i] for the bits i of s (s = 0..15); rows of kCw<T> values
 template <typename T>
 inline void subset_sums(const T* src, T* table) {
-  std::fill(table, table + kCw, T(0));
+  constexpr int64_t w = kCw<T>;
+  for (int i = 0; i < kRowVecs; ++i) cpu::store(table + i * cpu::kLanes<T>, Vec<T>{});
   for (int s = 1; s < 16; ++s) {
-    const int low = s & (s - 1);
-    const T* a = table + low * kCw;
-    const T* f = src + __builtin_ctz(s) * kCw;
-    T* dst = table + s * kCw;
-    for (int64_t c = 0; c < kCw; ++c) dst[c] = a[c] + f[c];
+    const T* a = table + (s & (s - 1)) * w;
+    const T* f = src + __builtin_ctz(s) * w;
+    T* dst = table + s * w;
+    for (int i = 0; i < kRowVecs; ++i) {
+      const int64_t o = i * cpu::kLanes<T>;
+      cpu::store(dst + o, cpu::load<T>(a + o) + cpu::load<T>(f + o));
+    }
   }
+}
+
+// acc (kCw<T> values) += sum over g of table rows sel(g), accumulators in registers
+template <typename T, typename Sel>
+inline void accumulate_rows(T* acc, const T* table, int64_t count, Sel sel) {
+  constexpr int64_t lanes = cpu::kLanes<T>;
+  Vec<T> r[kRowVecs];
+  for (int i = 0; i < kRowVecs; ++i) r[i] = cpu::load<T>(acc + i * lanes);
+  for (int64_t g = 0; g < count; ++g) {
+    const T* row = table + sel(g) * kCw<T>;
+    for (int i = 0; i < kRowVecs; ++i) r[i] += cpu::load<T>(row + i * lanes);
+  }
+  for (int i = 0; i < kRowVecs; ++i) cpu::store(acc + i * lanes, r[i]);
 }
 
 template <typename T>
 void binary_forward(const T* feats, const uint8_t* nib, int64_t batch, int64_t n, int64_t c, int64_t hw, T* out) {
+  constexpr int64_t w = kCw<T>;
   const int64_t groups = (hw + 3) / 4;
-  const int64_t chunks = (c + kCw - 1) / kCw;
+  const int64_t chunks = (c + w - 1) / w;
   at::parallel_for(0, batch * chunks, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<T> table(kGroups * 16 * kCw), ft(4 * kGroups * kCw), acc(n * kCw);
+    std::vector<T> table(kGroups * 16 * w), ft(4 * kGroups * w), acc(n * w);
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t b = t / chunks, c0 = (t % chunks) * kCw, cw = std::min(kCw, c - c0);
+      const int64_t b = t / chunks, c0 = (t % chunks) * w, cw = std::min(w, c - c0);
       const T* fb = feats + (b * c + c0) * hw;  // [cw, HW]
       const uint8_t* nb = nib + b * n * groups;
       std::fill(acc.begin(), acc.end(), T(0));
       for (int64_t g0 = 0; g0 < groups; g0 += kGroups) {
         const int64_t gb = std::min(kGroups, groups - g0);
+        unsigned block_any = 0;  // does any kernel have a pixel in this block?
+        for (int64_t k = 0; k < n && block_any == 0; ++k)
+          for (int64_t g = 0; g < gb; ++g) block_any |= nb[k * groups + g0 + g];
+        if (block_any == 0) continue;
         const int64_t p0 = 4 * g0, np = std::min(4 * gb, hw - p0);
         // ft[p, ch] = X[b, c0 + ch, p0 + p], zero padded to 4 * gb pixels and kCw channels
-        std::fill(ft.begin(), ft.begin() + 4 * gb * kCw, T(0));
-        for (int64_t ch = 0; ch < cw; ++ch) {
-          const T* src = fb + ch * hw + p0;
-          for (int64_t p = 0; p < np; ++p) ft[p * kCw + ch] = src[p];
-        }
-        for (int64_t g = 0; g < gb; ++g) subset_sums(ft.data() + 4 * g * kCw, table.data() + g * 16 * kCw);
+        if (np < 4 * gb || cw < w) std::fill(ft.begin(), ft.begin() + 4 * gb * w, T(0));
+        transpose(fb + p0, hw, ft.data(), w, cw, np);
+        for (int64_t g = 0; g < gb; ++g) subset_sums(ft.data() + 4 * g * w, table.data() + g * 16 * w);
         for (int64_t k = 0; k < n; ++k) {
           const uint8_t* nk = nb + k * groups + g0;
           unsigned any = 0;
           for (int64_t g = 0; g < gb; ++g) any |= nk[g];
           if (any == 0) continue;  // this kernel's mask is empty in this block
-          T local[kCw];
-          T* a = acc.data() + k * kCw;
-          for (int64_t ch = 0; ch < kCw; ++ch) local[ch] = a[ch];
-          for (int64_t g = 0; g < gb; ++g) {
-            const T* row = table.data() + (g * 16 + nk[g]) * kCw;
-            for (int64_t ch = 0; ch < kCw; ++ch) local[ch] += row[ch];
-          }
-          for (int64_t ch = 0; ch < kCw; ++ch) a[ch] = local[ch];
+          accumulate_rows(acc.data() + k * w, table.data(), gb, [&](int64_t g) { return g * 16 + nk[g]; });
         }
       }
       T* ob = out + b * n * c + c0;
-      for (int64_t k = 0; k < n; ++k)
-        for (int64_t ch = 0; ch < cw; ++ch) ob[k * c + ch] = acc[k * kCw + ch];
+      for (int64_t k = 0; k < n; ++k) std::copy(acc.data() + k * w, acc.data() + k * w + cw, ob + k * c);
     }
   });
 }
@@ -125,35 +187,38 @@ void binary_forward(const T* feats, const uint8_t* nib, int64_t batch, int64_t n
 template <typename T>
 void binary_grad_feats(const T* grad, const uint8_t* nibt, int64_t batch, int64_t n, int64_t c, int64_t hw,
                        T* grad_feats) {
+  constexpr int64_t w = kCw<T>;
   const int64_t ngroups = (n + 3) / 4;
-  const int64_t chunks = (c + kCw - 1) / kCw;
+  const int64_t chunks = (c + w - 1) / w;
   at::parallel_for(0, batch * chunks, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<T> table(ngroups * 16 * kCw), rows(4 * kCw), tile(kPixTile * kCw);
+    std::vector<T> table(ngroups * 16 * w), rows(4 * w), tile(kPixTile * w);
+    std::vector<int64_t> sel(ngroups);
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t b = t / chunks, c0 = (t % chunks) * kCw, cw = std::min(kCw, c - c0);
+      const int64_t b = t / chunks, c0 = (t % chunks) * w, cw = std::min(w, c - c0);
       for (int64_t j = 0; j < ngroups; ++j) {
         std::fill(rows.begin(), rows.end(), T(0));
         for (int64_t i = 0; i < 4 && 4 * j + i < n; ++i) {
           const T* g = grad + (b * n + 4 * j + i) * c + c0;
-          std::copy(g, g + cw, rows.begin() + i * kCw);
+          std::copy(g, g + cw, rows.begin() + i * w);
         }
-        subset_sums(rows.data(), table.data() + j * 16 * kCw);
+        subset_sums(rows.data(), table.data() + j * 16 * w);
       }
       const uint8_t* nb = nibt + b * ngroups * hw;
       T* gf = grad_feats + (b * c + c0) * hw;
       for (int64_t p0 = 0; p0 < hw; p0 += kPixTile) {
         const int64_t np = std::min(kPixTile, hw - p0);
         for (int64_t p = 0; p < np; ++p) {
-          T local[kCw];
-          for (int64_t ch = 0; ch < kCw; ++ch) local[ch] = T(0);
+          int64_t cnt = 0;  // table rows of the kernel groups with a pixel here
           for (int64_t j = 0; j < ngroups; ++j) {
-            const T* row = table.data() + (j * 16 + nb[j * hw + p0 + p]) * kCw;
-            for (int64_t ch = 0; ch < kCw; ++ch) local[ch] += row[ch];
+            const uint8_t v = nb[j * hw + p0 + p];
+            if (v != 0) sel[cnt++] = j;
           }
-          std::copy(local, local + kCw, tile.begin() + p * kCw);
+          T* out = tile.data() + p * w;
+          std::fill(out, out + w, T(0));
+          accumulate_rows(out, table.data(), cnt,
+                          [&](int64_t i) { return sel[i] * 16 + nb[sel[i] * hw + p0 + p]; });
         }
-        for (int64_t ch = 0; ch < cw; ++ch)
-          for (int64_t p = 0; p < np; ++p) gf[ch * hw + p0 + p] = tile[p * kCw + ch];
+        transpose(tile.data(), w, gf + p0, hw, np, cw);
       }
     }
   });
@@ -163,9 +228,8 @@ void binary_grad_feats(const T* grad, const uint8_t* nibt, int64_t batch, int64_
 template <typename T>
 void soft_gate(const T* logits, int64_t batch, int64_t n, int64_t hw, GateMode mode, T* gate) {
   if (mode == GateMode::kSigmoid) {
-    at::parallel_for(0, batch * n * hw, 4096, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) gate[i] = sigmoid(logits[i]);
-    });
+    at::parallel_for(0, batch * n * hw, 4096,
+                     [&](int64_t i0, int64_t i1) { cpu::sigmoid_array(logits + i0, gate + i0, i1 - i0); });
     return;
   }
   constexpr int64_t kPix = 256;
@@ -179,12 +243,7 @@ void soft_gate(const T* logits, int64_t batch, int64_t n, int64_t hw, GateMode m
       for (int64_t p = 0; p < np; ++p) mx[p] = mb[p], sum[p] = T(0);
       for (int64_t k = 1; k < n; ++k)
         for (int64_t p = 0; p < np; ++p) mx[p] = std::max(mx[p], mb[k * hw + p]);
-      for (int64_t k = 0; k < n; ++k)
-        for (int64_t p = 0; p < np; ++p) {
-          const T e = exp_approx(mb[k * hw + p] - mx[p]);
-          gb[k * hw + p] = e;
-          sum[p] += e;
-        }
+      for (int64_t k = 0; k < n; ++k) cpu::exp_shift_accumulate(mb + k * hw, mx, gb + k * hw, sum, np);
       for (int64_t p = 0; p < np; ++p) sum[p] = T(1) / sum[p];
       for (int64_t k = 0; k < n; ++k)
         for (int64_t p = 0; p < np; ++p) gb[k * hw + p] *= sum[p];

@@ -1,49 +1,23 @@
-// CPU fused adaptive gate: one pass per row for the forward (four LayerNorm statistics, the two
-// sigmoid gates and the gated sum), one pass per row for the backward (the four LayerNorm input
-// gradients), with the eight parameter gradients reduced from per-chunk partial sums. Rows are
-// split over threads with at::parallel_for; every inner loop runs along Cf and vectorises
-// (the sigmoid uses the polynomial exp of knet/fast_math.h).
+// CPU fused adaptive gate. Per row: the forward is one statistics pass and one element pass
+// (four LayerNorms, two sigmoid gates, gated sum); the backward is one element pass (gates,
+// the four dL/dxhat, the parameter-gradient partial sums, the LayerNorm-backward means) and
+// one output pass. Rows are split over threads with at::parallel_for; every element pass runs
+// on SIMD vectors (knet/cpu_vec.h) with the same per-element functions as the CUDA kernel
+// (knet/gating_math.h) instantiated for vectors, and a scalar tail for odd Cf.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "knet/cpu_vec.h"
 #include "knet/gating_math.h"
 #include "ops/gating/gating.h"
 
 namespace knet {
 namespace {
 
-constexpr int kLanes = 16;
-
-// sum of x[0..n) with kLanes partial sums (vectorises without -ffast-math)
-template <typename T>
-inline T row_sum(const T* x, int64_t n) {
-  T acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) acc[j] += x[i + j];
-  T s = T(0);
-  for (int j = 0; j < kLanes; ++j) s += acc[j];
-  for (; i < n; ++i) s += x[i];
-  return s;
-}
-
-template <typename T>
-inline T row_sum_sq_dev(const T* x, T mean, int64_t n) {
-  T acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) {
-      const T d = x[i + j] - mean;
-      acc[j] += d * d;
-    }
-  T s = T(0);
-  for (int j = 0; j < kLanes; ++j) s += acc[j];
-  for (; i < n; ++i) s += (x[i] - mean) * (x[i] - mean);
-  return s;
-}
+using cpu::Vec;
 
 template <typename T>
 struct Rows {
@@ -65,28 +39,97 @@ Rows<T> rows_of(const GateActs& acts, const GateParams& params) {
   return r;
 }
 
+// element access for a scalar T or a SIMD vector V of T
+template <typename V, typename T>
+inline V ld(const T* p) {
+  if constexpr (std::is_same_v<V, T>) {
+    return *p;
+  } else {
+    return cpu::load(p);
+  }
+}
+
+template <typename V, typename T>
+inline void st(T* p, V v) {
+  if constexpr (std::is_same_v<V, T>) {
+    *p = v;
+  } else {
+    cpu::store(p, v);
+  }
+}
+
+template <typename V, typename T>
+inline V splat(T v) {
+  return V{} + v;
+}
+
+inline float sig(float x) { return sigmoid(x); }
+inline double sig(double x) { return sigmoid(x); }
+inline Vec<float> sig(Vec<float> x) { return 1.0f / (1.0f + cpu::exp_v(-x)); }
+inline Vec<double> sig(Vec<double> x) {
+  for (int i = 0; i < cpu::kLanes<double>; ++i) x[i] = sigmoid(x[i]);
+  return x;
+}
+
+template <typename T>
+inline T hsum(Vec<T> v) {
+  T s = T(0);
+  for (int i = 0; i < cpu::kLanes<T>; ++i) s += v[i];
+  return s;
+}
+
+// runs body.template operator()<V>(c) over c in SIMD steps, then body<T>(c) for the tail
+template <typename T, typename Body>
+inline void for_lanes(int64_t n, Body&& body) {
+  constexpr int64_t l = cpu::kLanes<T>;
+  int64_t c = 0;
+  for (; c + l <= n; c += l) body(Vec<T>{}, c);
+  for (; c < n; ++c) body(T{}, c);
+}
+
+// (mean, rstd) of one row, two passes, two SIMD accumulators each (hides the add latency)
+template <typename T>
+inline void row_stats(const T* x, int64_t n, T eps, T& mean, T& rstd) {
+  constexpr int64_t l = cpu::kLanes<T>;
+  Vec<T> a0{}, a1{}, q0{}, q1{};
+  int64_t c = 0;
+  for (; c + 2 * l <= n; c += 2 * l) {
+    a0 += cpu::load(x + c);
+    a1 += cpu::load(x + c + l);
+  }
+  T as = T(0);
+  for (; c < n; ++c) as += x[c];
+  mean = (hsum<T>(a0 + a1) + as) / T(n);
+  T qs = T(0);
+  for (c = 0; c + 2 * l <= n; c += 2 * l) {
+    const Vec<T> d0 = cpu::load(x + c) - mean, d1 = cpu::load(x + c + l) - mean;
+    q0 += d0 * d0;
+    q1 += d1 * d1;
+  }
+  for (; c < n; ++c) qs += (x[c] - mean) * (x[c] - mean);
+  rstd = T(1) / std::sqrt((hsum<T>(q0 + q1) + qs) / T(n) + eps);
+}
+
 template <typename T>
 void forward_rows(const Rows<T>& r, int64_t m, int64_t cf, T eps, T* out, T* stats) {
   at::parallel_for(0, m, 8, [&](int64_t r0, int64_t r1) {
-    std::vector<T> y(4 * cf);
     for (int64_t row = r0; row < r1; ++row) {
+      const T* x[4];
+      T mean[4], rstd[4];
       for (int j = 0; j < 4; ++j) {
-        const T* x = r.x[j] + row * r.stride[j];
-        const T mean = row_sum(x, cf) / T(cf);
-        const T rstd = T(1) / std::sqrt(row_sum_sq_dev(x, mean, cf) / T(cf) + eps);
-        stats[(j * m + row) * 2] = mean;
-        stats[(j * m + row) * 2 + 1] = rstd;
-        T* yj = y.data() + j * cf;
-        const T* w = r.w[j];
-        const T* b = r.b[j];
-        for (int64_t c = 0; c < cf; ++c) yj[c] = (x[c] - mean) * rstd * w[c] + b[c];
+        x[j] = r.x[j] + row * r.stride[j];
+        row_stats(x[j], cf, eps, mean[j], rstd[j]);
+        stats[(j * m + row) * 2] = mean[j];
+        stats[(j * m + row) * 2 + 1] = rstd[j];
       }
-      const T* y0 = y.data();
-      const T* y1 = y0 + cf;
-      const T* y2 = y1 + cf;
-      const T* y3 = y2 + cf;
       T* o = out + row * cf;
-      for (int64_t c = 0; c < cf; ++c) o[c] = adaptive_gate_elem(y0[c], y1[c], y2[c], y3[c]);
+      for_lanes<T>(cf, [&](auto tag, int64_t c) {
+        using V = decltype(tag);
+        V y[4];
+        for (int j = 0; j < 4; ++j) y[j] = (ld<V>(x[j] + c) - mean[j]) * rstd[j] * ld<V>(r.w[j] + c) + ld<V>(r.b[j] + c);
+        // Eqs. (5)-(6): G_K = sigmoid(LN(gate_in)), G_F = sigmoid(LN(gate_up))
+        st<V>(o + c, adaptive_gate_mix(sig(y[kGateIn]), sig(y[kGateUp]), y[kFeatOut], y[kKernelOut]));
+      });
     }
   });
 }
@@ -94,56 +137,65 @@ void forward_rows(const Rows<T>& r, int64_t m, int64_t cf, T eps, T* out, T* sta
 template <typename T>
 void backward_rows(const Rows<T>& r, const T* grad, const T* stats, int64_t m, int64_t cf, T* const* dx, T* dparams) {
   // fixed row chunks with their own parameter-gradient partial sums (deterministic reduction)
-  const int64_t chunk = std::max<int64_t>(16, (m + 4 * at::get_num_threads() - 1) / (4 * at::get_num_threads()));
+  const int64_t threads = at::get_num_threads();
+  const int64_t chunk = std::max<int64_t>(16, (m + 2 * threads - 1) / (2 * threads));
   const int64_t chunks = (m + chunk - 1) / chunk;
   std::vector<T> partial(chunks * 8 * cf, T(0));
   at::parallel_for(0, chunks, 1, [&](int64_t k0, int64_t k1) {
-    std::vector<T> xhat(4 * cf), dy(4 * cf);
+    std::vector<T> buf(8 * cf);  // dL/dxhat (4 rows) and xhat (4 rows) of the current row
     for (int64_t k = k0; k < k1; ++k) {
-      T* pk = partial.data() + k * 8 * cf;
+      T* pk = partial.data() + k * 8 * cf;  // [dw0, db0, dw1, db1, ...]
       for (int64_t row = k * chunk; row < std::min(m, (k + 1) * chunk); ++row) {
+        const T* x[4];
+        T mean[4], rstd[4];
         for (int j = 0; j < 4; ++j) {
-          const T* x = r.x[j] + row * r.stride[j];
-          const T mean = stats[(j * m + row) * 2], rstd = stats[(j * m + row) * 2 + 1];
-          T* xh = xhat.data() + j * cf;
-          for (int64_t c = 0; c < cf; ++c) xh[c] = (x[c] - mean) * rstd;
+          x[j] = r.x[j] + row * r.stride[j];
+          mean[j] = stats[(j * m + row) * 2];
+          rstd[j] = stats[(j * m + row) * 2 + 1];
         }
         const T* g = grad + row * cf;
-        {
-          const T *xh0 = xhat.data(), *xh1 = xh0 + cf, *xh2 = xh1 + cf, *xh3 = xh2 + cf;
-          T *d0 = dy.data(), *d1 = d0 + cf, *d2 = d1 + cf, *d3 = d2 + cf;
-          const T *w0 = r.w[0], *w1 = r.w[1], *w2 = r.w[2], *w3 = r.w[3];
-          const T *b0 = r.b[0], *b1 = r.b[1], *b2 = r.b[2], *b3 = r.b[3];
-          for (int64_t c = 0; c < cf; ++c) {
-            adaptive_gate_elem_backward(g[c], xh0[c] * w0[c] + b0[c], xh1[c] * w1[c] + b1[c], xh2[c] * w2[c] + b2[c],
-                                        xh3[c] * w3[c] + b3[c], d0[c], d1[c], d2[c], d3[c]);
+        Vec<T> s1v[4] = {}, s2v[4] = {};
+        T s1s[4] = {}, s2s[4] = {};
+        for_lanes<T>(cf, [&](auto tag, int64_t c) {
+          using V = decltype(tag);
+          V xh[4], y[4], d[4];
+          for (int j = 0; j < 4; ++j) {
+            xh[j] = (ld<V>(x[j] + c) - mean[j]) * rstd[j];
+            y[j] = xh[j] * ld<V>(r.w[j] + c) + ld<V>(r.b[j] + c);
           }
+          adaptive_gate_mix_backward(ld<V>(g + c), sig(y[kGateIn]), sig(y[kGateUp]), y[kFeatOut], y[kKernelOut],
+                                     d[kGateIn], d[kGateUp], d[kFeatOut], d[kKernelOut]);
+          for (int j = 0; j < 4; ++j) {
+            T* dw = pk + (2 * j) * cf + c;
+            T* db = pk + (2 * j + 1) * cf + c;
+            st<V>(dw, ld<V>(dw) + d[j] * xh[j]);
+            st<V>(db, ld<V>(db) + d[j]);
+            const V dxh = d[j] * ld<V>(r.w[j] + c);  // dL/dxhat
+            st<V>(buf.data() + j * cf + c, dxh);
+            st<V>(buf.data() + (4 + j) * cf + c, xh[j]);
+            if constexpr (std::is_same_v<V, T>) {
+              s1s[j] += dxh;
+              s2s[j] += dxh * xh[j];
+            } else {
+              s1v[j] += dxh;
+              s2v[j] += dxh * xh[j];
+            }
+          }
+        });
+        T mean1[4], mean2[4];
+        for (int j = 0; j < 4; ++j) {
+          mean1[j] = (hsum<T>(s1v[j]) + s1s[j]) / T(cf);
+          mean2[j] = (hsum<T>(s2v[j]) + s2s[j]) / T(cf);
         }
         for (int j = 0; j < 4; ++j) {
-          const T* xh = xhat.data() + j * cf;
-          T* d = dy.data() + j * cf;
-          const T* w = r.w[j];
-          T* dw = pk + (2 * j) * cf;
-          T* db = pk + (2 * j + 1) * cf;
-          for (int64_t c = 0; c < cf; ++c) {
-            dw[c] += d[c] * xh[c];
-            db[c] += d[c];
-            d[c] *= w[c];  // dL/dxhat
-          }
-          T acc1[kLanes] = {}, acc2[kLanes] = {};
-          int64_t c = 0;
-          for (; c + kLanes <= cf; c += kLanes)
-            for (int l = 0; l < kLanes; ++l) {
-              acc1[l] += d[c + l];
-              acc2[l] += d[c + l] * xh[c + l];
-            }
-          T s1 = T(0), s2 = T(0);
-          for (int l = 0; l < kLanes; ++l) s1 += acc1[l], s2 += acc2[l];
-          for (; c < cf; ++c) s1 += d[c], s2 += d[c] * xh[c];
-          const T mean1 = s1 / T(cf), mean2 = s2 / T(cf);
-          const T rstd = stats[(j * m + row) * 2 + 1];
           T* o = dx[j] + row * cf;
-          for (int64_t c2 = 0; c2 < cf; ++c2) o[c2] = layer_norm_dx(d[c2], xh[c2], rstd, mean1, mean2);
+          const T* dxh = buf.data() + j * cf;
+          const T* xh = buf.data() + (4 + j) * cf;
+          for_lanes<T>(cf, [&](auto tag, int64_t c) {
+            using V = decltype(tag);
+            st<V>(o + c, layer_norm_dx(ld<V>(dxh + c), ld<V>(xh + c), splat<V>(rstd[j]), splat<V>(mean1[j]),
+                                       splat<V>(mean2[j])));
+          });
         }
       }
     }
