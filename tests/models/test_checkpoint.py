@@ -123,3 +123,9 @@ def test_cli_convert(fixtures_dir, tmp_path):
     assert len([line for line in r.output.splitlines() if line.startswith("knet: error:")]) == 1
     r = runner.invoke(app, ["convert", str(dst), str(tmp_path / "again.safetensors")])
     assert r.exit_code == 2 and "already a .safetensors" in r.output
+
+
+def test_top_level_load_model(fixtures_dir):
+    import knet
+
+    assert knet.load_model(fixtures_dir / f"{INSTANCE}.pth").task == "instance"
