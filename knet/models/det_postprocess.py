@@ -159,7 +159,7 @@ def panoptic_postprocess(
         probs = probs_to_original(probs4[s:e], batch_shape=batch_shape, img_shape=img_shape, ori_shape=ori_shape)
         ids = candidates[s:e].cpu()
         orig_area[ids] = (probs >= 0.5).flatten(1).sum(1, dtype=torch.int32).cpu().long()  # int32 sum: ~20x faster
-        weighted = scores[candidates[s:e]].view(-1, 1, 1) * probs  # score-weighted mask probability
+        weighted = probs.mul_(scores[candidates[s:e]].view(-1, 1, 1))  # score * prob, in place (probs done)
         chunk_best, chunk_owner = weighted.max(dim=0)  # first maximum within the chunk
         if s == 0:
             best.copy_(chunk_best)
