@@ -233,19 +233,26 @@ def stage_figure(
     title: str | None = None,
 ) -> np.ndarray:
     """One row: the input, then the masks after the initial kernels and after each kernel-update
-    stage (supplementary Figure A1), each panel captioned with the stage and its segment count."""
+    stage (supplementary Figure A1), each panel captioned with the stage, its segment count and
+    the share of pixels whose class changed since the previous stage."""
     image = np.asarray(image, dtype=np.uint8)
     h, w = image.shape[:2]
     ph = max(1, round(h * panel_width / w))
     panels = [np.asarray(Image.fromarray(image).resize((panel_width, ph), Image.BILINEAR))]
     captions = ["input"]
+    previous = None
     for res, name in zip(stage_results, stage_titles(len(stage_results))):
         # drawn at the panel size so every panel has the same legible tag size
         small = _resize_result(res, (ph, panel_width))
         panels.append(draw_overlay(panels[0], small, class_names=class_names, num_classes=num_classes,
                                    min_side=0, max_side=10**9, font_size=max(12, panel_width // 30)))
         n = len(regions_of(small, class_names=class_names, num_classes=num_classes or 256))
-        captions.append(f"{name}: {n} segment{'s' if n != 1 else ''}")
+        cap = f"{name}: {n} segment{'s' if n != 1 else ''}"
+        classes = pixel_classes(res)
+        if previous is not None:
+            cap += f", {100.0 * float((classes != previous).mean()):.1f}% px changed"
+        previous = classes
+        captions.append(cap)
 
     gap, cap_h = 8, 30
     top = 40 if title else 0
@@ -261,6 +268,28 @@ def stage_figure(
         draw.text((x, top + 6), cap, font=cap_font, fill=(0, 0, 0))
         fig.paste(Image.fromarray(panel), (x, top + cap_h))
     return np.asarray(fig)
+
+
+def pixel_classes(result) -> np.ndarray:
+    """[H, W] int64 class shown at each pixel (-1 = nothing/VOID), to compare stages."""
+    if isinstance(result, SemanticResult):
+        return np.asarray(result.label).astype(np.int64)
+    if isinstance(result, PanopticResult):
+        seg = np.asarray(result.segment_map)
+        lut = {int(s.id): int(s.label) for s in result.segments}
+        out = np.full(seg.shape, -1, np.int64)
+        for sid, label in lut.items():
+            out[seg == sid] = label
+        return out
+    if isinstance(result, InstanceResult):
+        masks = np.asarray(result.masks, bool)
+        out = np.full(masks.shape[1:], -1, np.int64)
+        scores = np.asarray(result.scores, np.float64)
+        for i in np.argsort(scores, kind="stable"):  # best instance last = on top, as drawn
+            if scores[i] >= INSTANCE_SCORE_THR:
+                out[masks[i]] = int(result.labels[i])
+        return out
+    raise TypeError(f"cannot draw a {type(result).__name__}")
 
 
 def _resize_result(result, size: tuple[int, int]):
