@@ -48,6 +48,31 @@ def _maps(b: int, n: int, c: int, h: int, w: int, seed: int = 0):
     return feats, kernels, masks
 
 
+def _knet_like_logits(b: int, n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """Mask logits shaped like K-Net's panoptic masks: of the first 100 (thing) kernels about a
+    third hold one object blob, the rest predict nothing; the stuff kernels split the image into
+    regions (one stuff class per pixel, about 20 classes present). Logits +-4 plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    yy = torch.arange(h, dtype=torch.float32)[:, None]
+    xx = torch.arange(w, dtype=torch.float32)[None, :]
+    masks = torch.zeros(b, n, h, w, dtype=torch.bool)
+    things = min(n, 100)
+    for bi in range(b):
+        for k in range(things):
+            if torch.rand((), generator=g) < 0.35:
+                cy, cx = torch.rand((), generator=g) * h, torch.rand((), generator=g) * w
+                ry, rx = 2 + torch.rand((), generator=g) * h / 4, 2 + torch.rand((), generator=g) * w / 4
+                masks[bi, k] = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+        stuff = n - things
+        if stuff > 0:
+            seeds = torch.rand(20, 2, generator=g) * torch.tensor([h, w])
+            dist = (yy[None] - seeds[:, 0, None, None]) ** 2 + (xx[None] - seeds[:, 1, None, None]) ** 2
+            owner = things + torch.randperm(stuff, generator=g)[:20][dist.argmin(0)]  # [H, W]
+            masks[bi].scatter_(0, owner[None], True)
+    noise = torch.randn(b, n, h, w, generator=g)
+    return torch.where(masks, 4.0 + noise, -4.0 + noise)
+
+
 def _shape(d: dict) -> str:
     return f"B={d['b']} N={d['n']} C={d['c']} {d['h']}x{d['w']}"
 
@@ -60,16 +85,20 @@ def bench_mask_conv(name: str, dims: dict, repeat: int) -> dict:
     return {"shape": _shape(dims) + " fwd", "twin_ms": twin, "ext_ms": ext}
 
 
-def bench_assemble(mode: str, dims: dict, repeat: int) -> dict:
+def bench_assemble(mode: str, dims: dict, repeat: int, knet_like: bool = False) -> dict:
     feats, _, masks = _maps(**dims)
+    if knet_like:
+        masks = _knet_like_logits(dims["b"], dims["n"], dims["h"], dims["w"])
     with torch.no_grad():
         twin = median_ms(lambda: assemble_twin(masks, feats, mode), repeat)
         ext = median_ms(lambda: assemble(masks, feats, mode), repeat)
-    return {"shape": _shape(dims) + " fwd", "twin_ms": twin, "ext_ms": ext}
+    kind = " K-Net-like masks" if knet_like else (" dense random" if mode == "binary" else "")
+    return {"shape": _shape(dims) + kind + " fwd", "twin_ms": twin, "ext_ms": ext}
 
 
 def bench_assemble_backward(mode: str, dims: dict, repeat: int) -> dict:
     feats, _, masks = _maps(**dims)
+    masks = _knet_like_logits(dims["b"], dims["n"], dims["h"], dims["w"])
     feats.requires_grad_(True)
     masks.requires_grad_(mode != "binary")
     grad = torch.randn(dims["b"], dims["n"], dims["c"])
@@ -79,7 +108,8 @@ def bench_assemble_backward(mode: str, dims: dict, repeat: int) -> dict:
 
     twin = median_ms(run(assemble_twin), repeat)
     ext = median_ms(run(assemble), repeat)
-    return {"shape": _shape(dims) + " fwd+bwd", "twin_ms": twin, "ext_ms": ext}
+    feats.grad = None
+    return {"shape": _shape(dims) + " K-Net-like masks fwd+bwd", "twin_ms": twin, "ext_ms": ext}
 
 
 def bench_gate(m: int, cf: int, repeat: int) -> dict:
@@ -146,8 +176,9 @@ def main() -> None:
     cases: list[tuple[str, Callable[[], dict | str]]] = [
         ("mask_conv@panoptic", lambda: bench_mask_conv("mask_conv", PANOPTIC, r)),
         ("mask_conv@semantic", lambda: bench_mask_conv("mask_conv", SEMANTIC, r)),
-        ("assemble_binary@panoptic", lambda: bench_assemble("binary", PANOPTIC, r)),
-        ("assemble_binary@semantic", lambda: bench_assemble("binary", SEMANTIC, r)),
+        ("assemble_binary@panoptic", lambda: bench_assemble("binary", PANOPTIC, r, knet_like=True)),
+        ("assemble_binary_dense@panoptic", lambda: bench_assemble("binary", PANOPTIC, r)),
+        ("assemble_binary_dense@semantic", lambda: bench_assemble("binary", SEMANTIC, r)),
         ("assemble_binary_train@panoptic", lambda: bench_assemble_backward("binary", PANOPTIC, r)),
         ("assemble_softmax@semantic", lambda: bench_assemble("softmax", SEMANTIC, r)),
         ("adaptive_gate@M153", lambda: bench_gate(153, 256, r)),
@@ -155,7 +186,7 @@ def main() -> None:
         ("mask_iou", lambda: bench_mask_iou(r)),
     ]
     print(f"knet ops benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, median of {r}")
-    print(f"{'op':<32} {'shape':<42} {'twin ms':>9} {'knet ms':>9} {'speedup':>8}")
+    print(f"{'op':<32} {'shape':<58} {'twin ms':>9} {'knet ms':>9} {'speedup':>8}")
     results: dict[str, dict] = {}
     for name, fn in cases:
         res = fn()
@@ -164,7 +195,7 @@ def main() -> None:
             continue
         res["speedup"] = res["twin_ms"] / res["ext_ms"]
         results[name] = res
-        print(f"{name:<32} {res['shape']:<42} {res['twin_ms']:>9.2f} {res['ext_ms']:>9.2f} {res['speedup']:>7.2f}x")
+        print(f"{name:<32} {res['shape']:<58} {res['twin_ms']:>9.2f} {res['ext_ms']:>9.2f} {res['speedup']:>7.2f}x")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
