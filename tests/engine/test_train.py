@@ -134,7 +134,9 @@ def test_bad_image_reported_or_skipped(synth, tmp_path):
 def test_cli_overwrite_and_overrides(synth, tmp_path):
     base = ["train", "panoptic", "--data", str(synth), "--preset", "synth-panoptic-tiny", "--no-val", "-q", *TINY, "max_length=1"]
     out = ["--out", str(tmp_path / "o")]
-    assert CliRunner().invoke(app, [*base, *out]).exit_code == 0
+    r = CliRunner().invoke(app, [*base, *out, "grad_accum=2"])  # 2 micro-batches per step
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "o" / "metrics.jsonl").read_text().splitlines()[0])["epoch"] == 0.25  # 4 of 16 images
     r = CliRunner().invoke(app, [*base, *out])
     assert r.exit_code == 2 and "--overwrite" in r.output
     assert CliRunner().invoke(app, [*base, *out, "--overwrite"]).exit_code == 0
