@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from knet.cli._common import echo_err
+from knet.errors import KnetError
 
 
 def benchmark(
@@ -21,6 +22,7 @@ def benchmark(
     iters: int = typer.Option(400, "--iters", help="Timed iterations per run (paper: 400)."),
     runs: int = typer.Option(3, "--runs", help="Timed runs; FPS is reported as mean and std over runs (paper: 3)."),
     warmup: int = typer.Option(5, "--warmup", help="Untimed iterations before the first run."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice, usually the core count)."),
     json_path: Optional[Path] = typer.Option(None, "--json", metavar="PATH", help="Also write the numbers as JSON."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-run progress lines on stderr."),
@@ -36,6 +38,7 @@ def benchmark(
       knet benchmark -c knet_s3_r50_panoptic.safetensors --task panoptic            # 3 x 400 iters
       knet benchmark -c knet/assets/demo/knet_demo_panoptic.safetensors --size 256x256 --iters 20
       knet benchmark -c upernet.safetensors --device cuda --json bench.json
+      knet benchmark -c m.safetensors --device cpu --threads 1 --iters 50     # single-core CPU number
     """
     from knet.engine.benchmark import DEFAULT_SIZES, benchmark_model, parse_size
     from knet.engine.predictor import load_predictor
@@ -43,6 +46,12 @@ def benchmark(
 
     if json_path is not None:
         check_writable([json_path], overwrite=overwrite)
+    if threads is not None:
+        if threads < 1:
+            raise KnetError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
     predictor = load_predictor(str(checkpoint), task=task, device=device)
     model = predictor.model
     hw = parse_size(size) if size else DEFAULT_SIZES[model.task]

@@ -101,9 +101,20 @@ def test_subprocess_predict_stdin_jsonl(tmp_path, images_dir, tiny_checkpoint):
 # ---------------------------------------------------------------- benchmark
 
 def test_benchmark_tiny_iters(tmp_path, fake_checkpoint):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        _benchmark_tiny_iters(tmp_path, fake_checkpoint)
+        assert torch.get_num_threads() == 1  # --threads 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _benchmark_tiny_iters(tmp_path, fake_checkpoint):
     out = tmp_path / "bench.json"
     r = CliRunner().invoke(app, ["benchmark", "-c", str(fake_checkpoint("panoptic")), "--task", "panoptic", "--size", "65x97",
-                                 "--iters", "3", "--runs", "2", "--warmup", "1", "--json", str(out), "--device", "cpu"])
+                                 "--iters", "3", "--runs", "2", "--warmup", "1", "--json", str(out), "--device", "cpu", "--threads", "1"])
     assert r.exit_code == 0, r.output
     assert "FPS" in r.stdout and "mean +- std over 2 runs" in r.stdout
     doc = json.loads(out.read_text())
