@@ -177,11 +177,10 @@ def draw_overlay(
     base = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR), dtype=np.float32) if s != 1 else image.astype(np.float32)
     canvas = base.copy()  # [H', W', 3]
     thick = max(1, round(min(size) / 350))
-    for r in regions:
-        m = _upsample_mask(r.mask, size)
+    shown = [_upsample_mask(r.mask, size) for r in regions]  # [H', W'] bool each
+    for r, m in zip(regions, shown):
         canvas[m] = (1 - alpha) * base[m] + alpha * r.color.astype(np.float32)
-    for r in regions:  # outlines after all fills so overlapping instances keep their borders
-        m = _upsample_mask(r.mask, size)
+    for r, m in zip(regions, shown):  # outlines after all fills so overlapping instances keep their borders
         inner = ndimage.binary_erosion(m, iterations=thick if r.outline else max(1, thick // 2), border_value=0)
         edge = m & ~inner
         canvas[edge] = 0.6 * r.color.astype(np.float32) if r.outline else 0.5 * canvas[edge] + 0.5 * 255.0
@@ -198,11 +197,19 @@ def _draw_tags(out: Image.Image, regions: list[_Region], size: tuple[int, int], 
     min_area = max(16, int(0.0015 * size[0] * size[1]))
     pad = max(2, font_size // 6)
     # biggest regions get their tag first; smaller ones that would collide are left untagged
-    for r in sorted(regions, key=lambda r: -int(r.mask.sum())):
-        m = _upsample_mask(r.mask, size)
-        if int(m.sum()) < min_area:
+    h, w = regions[0].mask.shape
+    sy, sx = size[0] / h, size[1] / w  # image -> display scale
+    step = max(1, -(-max(h, w) // 256))  # the anchor search runs on a <= 256 px grid
+    for area, r in sorted(((int(r.mask.sum()), r) for r in regions), key=lambda t: -t[0]):
+        if area * sy * sx < min_area:
             continue
-        y, x = _label_anchor(m)
+        coarse = r.mask[step // 2 :: step, step // 2 :: step]
+        if coarse.any():
+            cy, cx = _label_anchor(coarse)
+            y, x = round((cy * step + step // 2 + 0.5) * sy), round((cx * step + step // 2 + 0.5) * sx)
+        else:  # a thin region the grid misses
+            ys, xs = np.nonzero(r.mask)
+            y, x = round((ys[len(ys) // 2] + 0.5) * sy), round((xs[len(xs) // 2] + 0.5) * sx)
         x0, y0, x1, y1 = draw.textbbox((0, 0), r.text, font=font)
         tw, th = x1 - x0 + 2 * pad, y1 - y0 + 2 * pad
         bx = int(np.clip(x - tw // 2, 0, max(size[1] - tw, 0)))
