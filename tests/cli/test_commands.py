@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def test_all_eight_commands_registered():
 def _knet(*args, stdin: str | None = None, cwd=None):
     if not KNET_BIN.exists():
         pytest.skip(f"{KNET_BIN} not installed")
-    return subprocess.run([str(KNET_BIN), *map(str, args)], capture_output=True, text=True, input=stdin, cwd=cwd, timeout=120)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: threads only add contention
+    return subprocess.run([str(KNET_BIN), *map(str, args)], capture_output=True, text=True, input=stdin, cwd=cwd, env=env, timeout=120)
 
 
 def _assert_one_line_error(r, needle: str):
