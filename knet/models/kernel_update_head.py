@@ -11,6 +11,16 @@
 `gather` is the hard binary mask sigmoid(M) > 0.5 for instance / panoptic and the softmax over
 kernels for semantic segmentation. The carried kernel is K' (post-FFN), not the fc_mask output.
 
+Inference fold (eval mode, `fold_feat_transform=True`): x = W F + b is used only linearly, so the
+full-resolution 1x1 conv (C*C multiply-adds per pixel) is never computed:
+
+    F_K = (sum_{h,w} gather(M) F) W^T + (sum_{h,w} gather(M)) b      assemble on the raw F
+    M'  = (k W) (*) F + (k . b)                                       k = fc_mask output
+
+The gate total sum_{h,w} gather(M) is the mask area (binary) or the summed softmax (semantic).
+Equal to the unfolded path up to float rounding (tests/models/test_kernel_update_head_fold.py);
+training always runs the unfolded path.
+
 Parameter names follow the official checkpoints (`attention.attn`, `attention_norm`,
 `kernel_update_conv`, `feat_transform.conv`, `ffn.layers.0.0`, `ffn.layers.1`, `ffn_norm`,
 `cls_fcs.{0,1}`, `fc_cls`, `mask_fcs.{0,1}`, `fc_mask`), so converted state dicts load directly.
@@ -95,6 +105,7 @@ class KernelUpdateHead(nn.Module):
         num_mask_fcs: int = 1,
         gather: Literal["binary", "softmax"] = "binary",
         conv_kernel_size: int = 1,
+        fold_feat_transform: bool = True,
     ) -> None:
         super().__init__()
         if conv_kernel_size != 1:
@@ -106,6 +117,8 @@ class KernelUpdateHead(nn.Module):
         self.channels = channels
         self.num_classes = num_classes
         self.gather = gather
+        # eval mode only: fold feat_transform into the assembled features and the mask kernels
+        self.fold_feat_transform = fold_feat_transform
 
         self.feat_transform = FeatTransform(channels=channels)
         self.kernel_update_conv = KernelUpdator(
@@ -139,13 +152,16 @@ class KernelUpdateHead(nn.Module):
         the carried kernels [B,N,C].
         """
         b, n = kernels.shape[:2]
-        x = self.feat_transform(feats)  # [B, C, H, W]
+        fold = self.fold_feat_transform and not self.training
+        x = feats if fold else self.feat_transform(feats)  # [B, C, H, W] raw (fold) or transformed
         h, w = x.shape[-2:]
         if mask_logits.shape[-2:] != (h, w):
             mask_logits = F.interpolate(mask_logits, (h, w), mode="bilinear", align_corners=False)
 
         # Eq. (3): F_K = sum over pixels of gather(M) * x (unnormalised)
         f_k = assemble(mask_logits, x, self.gather)  # [B, N, C]
+        if fold:
+            f_k = self._fold_assembled(f_k, mask_logits)
 
         k = self.kernel_update_conv(f_k, kernels.reshape(b, n, 1, self.channels))  # [B*N*chunks, 1, Cu]
         k = k.reshape(b, n, self.channels).permute(1, 0, 2)  # [N, B, C]
@@ -155,5 +171,34 @@ class KernelUpdateHead(nn.Module):
 
         cls_logits = self.fc_cls(self.cls_fcs(k)) if self.num_classes is not None else None  # [B, N, K]
         mask_kernels = self.fc_mask(self.mask_fcs(k))  # [B, N, C]
-        new_masks = mask_conv(x, mask_kernels)  # Eq. (8)  [B, N, H, W]
+        if fold:
+            new_masks = self._folded_mask_conv(feats, mask_kernels)  # [B, N, H, W]
+        else:
+            new_masks = mask_conv(x, mask_kernels)  # Eq. (8)  [B, N, H, W]
         return cls_logits, new_masks, k
+
+    def _transform_params(self) -> tuple[torch.Tensor, torch.Tensor]:
+        conv = self.feat_transform.conv
+        return conv.weight.view(self.channels, self.channels), conv.bias  # W [C_out, C_in], b [C_out]
+
+    def _gate_total(self, mask_logits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """sum_{h,w} gather(M)[b, n, h, w] -> [B, N]: the mask area, or the summed softmax."""
+        if self.gather == "binary":
+            # sigmoid(M) > 0.5 <=> M > 0, the same test as assemble; counted exactly in int64
+            return (mask_logits > 0).sum((2, 3)).to(dtype)
+        return mask_logits.softmax(dim=1).sum((2, 3))
+
+    def _fold_assembled(self, f_raw: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
+        """sum G (W F + b) = (sum G F) W^T + (sum G) b: [B, N, C] on raw feats -> transformed."""
+        weight, bias = self._transform_params()
+        total = self._gate_total(mask_logits, f_raw.dtype)  # [B, N]
+        return f_raw @ weight.t() + total.unsqueeze(-1) * bias  # [B, N, C]
+
+    def _folded_mask_conv(self, feats: torch.Tensor, mask_kernels: torch.Tensor) -> torch.Tensor:
+        """k (*) (W F + b) = (k W) (*) F + k . b, per kernel; feats [B,C,H,W] raw -> [B,N,H,W]."""
+        weight, bias = self._transform_params()
+        masks = mask_conv(feats, mask_kernels @ weight)  # [B, N, H, W]
+        offset = (mask_kernels @ bias)[:, :, None, None]  # [B, N, 1, 1]
+        if torch.is_grad_enabled():
+            return masks + offset
+        return masks.add_(offset)
