@@ -207,7 +207,7 @@ def run_predict(
                     "timing": {"load_s": round(pred.load_s, 6), "predict_s": round(pred.predict_s, 6), "write_s": round(write_s, 6)},
                 }))
             elif not quiet:
-                _emit(bar, f"{pred.path}: {len(segments)} segments -> {outputs['overlay']}")
+                _emit(bar, f"{pred.path}: {_describe(task, segments)} -> {outputs['overlay']}")
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -220,6 +220,17 @@ def run_predict(
     if failed and total > 1:
         echo_err(f"knet: {failed} of {total} inputs failed; outputs for the other {written} were written to {output_dir}")
     return 1 if failed else 0
+
+
+def _describe(task: str, segments: list[dict]) -> str:
+    """'3 segments' / '5 instances with score >= 0.3 (of 100)' for the per-image line."""
+    if task == "instance":
+        from knet.visualize import INSTANCE_SCORE_THR
+
+        shown = sum(1 for s in segments if s["score"] is not None and s["score"] >= INSTANCE_SCORE_THR)
+        return f"{shown} instances with score >= {INSTANCE_SCORE_THR} (of {len(segments)})"
+    noun = "classes" if task == "semantic" else "segments"
+    return f"{len(segments)} {noun}"
 
 
 def _progress(total: int, *, quiet: bool):
