@@ -37,7 +37,7 @@ test: build ctest
 	$(BIN)/python -m pytest -q tests
 
 demo: build
-	$(BIN)/knet demo
+	$(BIN)/knet demo --overwrite
 
 bench: build
 	$(BIN)/python bench/ops.py

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import platform
 
-import torch
 import typer
 
 import knet
-from knet import extension
 
 
 def collect() -> dict:
+    import torch  # imported here so that `knet --help` and other commands do not pay for it
+
+    from knet import extension
+
     b = extension.build_info()
     return {
         "knet": knet.__version__,
