@@ -106,7 +106,29 @@ def _extensions():
         define_macros=define_macros,
         extra_compile_args=extra,
     )
-    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+    return [ext, _eval_extension(cxx_flags)], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+
+
+# The evaluation cores again as a small torch-free module, knet._eval_C, so that `knet eval`
+# and knet.evaluation do not load torch (see csrc/eval_module.cpp). Additive; owner: evaluation.
+EVAL_OPS = ("rle", "coco_eval", "png", "pq_eval", "semantic_eval")
+
+
+def _eval_extension(cxx_flags):
+    import pybind11
+    from setuptools import Extension
+
+    sources = ["csrc/eval_module.cpp"] + sorted(
+        str(p.relative_to(ROOT)) for op in EVAL_OPS for p in (CSRC / "ops" / op).rglob("*.cpp")
+    )
+    return Extension(
+        name="knet._eval_C",
+        sources=sources,
+        include_dirs=[str(CSRC / "include"), str(CSRC), pybind11.get_include()],
+        define_macros=[("KNET_EVAL_MODULE", None)],
+        extra_compile_args={"cxx": list(cxx_flags)},
+        language="c++",
+    )
 
 
 def _read_version() -> str:

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from knet.errors import KnetError
 from knet.evaluation.jsonio import load_json
-from knet.extension import ext
+from knet.evaluation.native import native as ext
 
 # COCOeval Params (segm/bbox), computed with the same numpy calls so every double is identical.
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -170,20 +171,27 @@ def evaluate_coco(
     if iou_type not in IOU_TYPES:
         raise KnetError(f"unknown IoU type {iou_type!r}; expected one of {', '.join(IOU_TYPES)}")
     gt = CocoGroundTruth.load(gt)
-    if not isinstance(results, list):
-        source = str(results)
-        results = load_json(results, what="results file")
-        if not isinstance(results, list):
-            raise KnetError(f"results file {source} must hold a JSON list of detections")
+    if not isinstance(results, list) and not isinstance(results, (str, os.PathLike)):
+        raise KnetError(f"results must be a file path or a list of detections, not {type(results).__name__}")
     core = ext().CocoEvalCore(gt.img_ids, gt.heights, gt.widths, gt.cat_ids, iou_type == "segm")
     try:
         core.add_gts(gt.annotations)
     except ValueError as exc:
         raise KnetError(f"ground truth: {exc}") from None
-    try:
-        core.add_dts(results, _area_mode(results, iou_type, pycocotools_compat))
-    except ValueError as exc:
-        raise KnetError(f"results: {exc}") from None
+    if isinstance(results, list):
+        try:
+            core.add_dts(results, _area_mode(results, iou_type, pycocotools_compat))
+        except ValueError as exc:
+            raise KnetError(f"results: {exc}") from None
+    else:  # read by the C++ JSON reader: no Python object per detection
+        path = Path(results)
+        if not path.is_file():
+            raise KnetError(f"results file not found: {path}")
+        mode = 3 if pycocotools_compat else (0 if iou_type == "segm" else 2)
+        try:
+            core.add_dts_file(str(path), mode)
+        except ValueError as exc:
+            raise KnetError(f"results file {path}: {exc}") from None
     precision, recall, scores = core.evaluate(
         IOU_THRS.tolist(), REC_THRS.tolist(), [float(a[0]) for a in AREA_RNG], [float(a[1]) for a in AREA_RNG], MAX_DETS
     )

@@ -29,7 +29,7 @@ import numpy as np
 from knet.errors import KnetError
 from knet.evaluation.jsonio import load_json
 from knet.evaluation.png import read_panoptic_ids
-from knet.extension import ext
+from knet.evaluation.native import native as ext
 
 GROUPS = (("All", None), ("Things", True), ("Stuff", False))
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from knet.errors import KnetError
 from knet.evaluation.png import read_label_map
-from knet.extension import ext
+from knet.evaluation.native import native as ext
 
 
 @dataclass

@@ -3,16 +3,19 @@
 //
 // Objects are read from Python dicts with the GIL held (fields + pointers to the RLE strings /
 // polygon coordinates), then decoded and evaluated without the GIL on at::parallel_for threads.
-#include <ATen/Parallel.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <fstream>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "knet/bindings.h"
+#include "ops/coco_eval/parallel.h"
+#include "ops/coco_eval/results_json.h"
 #include "ops/coco_eval/coco_eval_core.h"
 #include "ops/rle/rle_py.h"
 
@@ -261,6 +264,101 @@ class CocoEvalCore {
     finish(objs, pending, ds_.dts, &has_box, area_mode);
   }
 
+  // A results file read by the C++ JSON reader (no Python objects per detection). area_mode as
+  // add_dts, plus 3 = pycocotools' first-entry rule (1 if the first result has a bbox, else 0).
+  void add_dts_file(const std::string& path, int area_mode) {
+    // the buffer stays alive (in bufs_) until this object dies: lazy RLE strings point into it
+    bufs_.push_back(std::make_unique<std::string>());
+    std::string& buf = *bufs_.back();
+    {
+      std::ifstream f(path, std::ios::binary | std::ios::ate);
+      if (!f) throw py::value_error("cannot open " + path);
+      const std::streamsize size = f.tellg();
+      f.seekg(0);
+      buf.resize(static_cast<size_t>(size));
+      if (size > 0 && !f.read(&buf[0], size)) throw py::value_error("cannot read " + path);
+    }
+    std::vector<knet::coco::ResultRecord> recs;
+    std::string err;
+    bool ok;
+    {
+      py::gil_scoped_release release;
+      ok = knet::coco::parse_results_json(buf.data(), buf.size(), recs, err);
+    }
+    if (!ok) {
+      if (err.rfind("must hold", 0) == 0 || err.rfind("entry", 0) == 0) throw py::value_error(err);
+      throw py::value_error("not valid JSON (" + err + ")");
+    }
+    if (area_mode == 3) area_mode = (!recs.empty() && recs[0].has_box && recs[0].box_len > 0) ? 1 : 0;
+    if (area_mode < 0 || area_mode > 2) throw py::value_error("area_mode must be 0, 1, 2 or 3");
+    std::vector<PendingSegm> pending;
+    std::vector<knet::coco::DtObj> objs;
+    std::vector<uint8_t> has_box;
+    pending.reserve(recs.size());
+    objs.reserve(recs.size());
+    has_box.reserve(recs.size());
+    for (size_t j = 0; j < recs.size(); ++j) {
+      knet::coco::ResultRecord& r = recs[j];
+      const std::string at = "result " + std::to_string(j);
+      if (!r.has_image || !r.has_cat || !r.has_score) throw py::value_error(at + " lacks image_id, category_id or score");
+      if (!r.image_is_int) throw py::value_error("image_id of entry " + std::to_string(j) + " is not an integer");
+      auto ii = img_index_.find(r.image_id);
+      if (ii == img_index_.end())
+        throw py::value_error(at + " has image_id " + std::to_string(r.image_id) + ", which is not in the ground truth");
+      knet::coco::DtObj o;
+      o.img = ii->second;
+      o.score = r.score;
+      const bool box_given = r.has_box && r.box_len > 0;
+      if (box_given && r.box_len != 4) throw py::value_error("bbox of entry " + std::to_string(j) + " must have 4 numbers");
+      if (box_given) std::copy(r.box, r.box + 4, o.box);
+      if (area_mode == 1 && !box_given) throw py::value_error(at + " lacks 'bbox'");
+      PendingSegm ps;
+      const bool need_rle = use_segm_ || area_mode == 0 || !box_given;
+      if (need_rle) {
+        const uint32_t h = static_cast<uint32_t>(heights_[o.img]), w = static_cast<uint32_t>(widths_[o.img]);
+        if (r.seg_kind == 1 || r.seg_kind == 2) {
+          if (!r.seg_size_ok) throw py::value_error("segmentation of entry " + std::to_string(j) + " is not a valid RLE");
+          ps.h = r.seg_h;
+          ps.w = r.seg_w;
+          if (r.seg_kind == 1) {
+            ps.kind = PendingSegm::kString;
+            ps.str = r.counts;
+            ps.len = r.counts_len;
+          } else {
+            ps.kind = PendingSegm::kCounts;
+            ps.counts.swap(r.counts_list);
+          }
+        } else if (r.seg_kind == 3) {
+          if (r.polygons.empty()) throw py::value_error("segmentation of entry " + std::to_string(j) + " is an empty list");
+          ps.kind = PendingSegm::kPolygons;
+          ps.h = h;
+          ps.w = w;
+          ps.polys.swap(r.polygons);
+        } else if (r.seg_kind == -1) {
+          throw py::value_error("segmentation of entry " + std::to_string(j) + " is not a valid RLE");
+        } else if (box_given) {
+          const double x1 = o.box[0], x2 = o.box[0] + o.box[2], y1 = o.box[1], y2 = o.box[1] + o.box[3];
+          ps.kind = PendingSegm::kPolygons;
+          ps.h = h;
+          ps.w = w;
+          ps.polys = {{x1, y1, x1, y2, x2, y2, x2, y1}};
+        } else {
+          throw py::value_error(at + " has neither 'segmentation' nor 'bbox'");
+        }
+      }
+      if (area_mode == 1) o.area = o.box[2] * o.box[3];
+      if (!r.cat_is_int) continue;
+      auto ci = cat_index_.find(r.category_id);
+      if (ci == cat_index_.end()) continue;
+      o.cat = ci->second;
+      objs.push_back(std::move(o));
+      pending.push_back(std::move(ps));
+      has_box.push_back(box_given);
+    }
+    std::vector<knet::coco::ResultRecord>().swap(recs);
+    finish(objs, pending, ds_.dts, &has_box, area_mode, /*lazy=*/true);
+  }
+
   py::tuple evaluate(std::vector<double> iou_thrs, std::vector<double> rec_thrs, std::vector<double> area_lo,
                      std::vector<double> area_hi, std::vector<int> max_dets) {
     knet::coco::Params p;
@@ -284,10 +382,10 @@ class CocoEvalCore {
       std::fill(sp, sp + scores.size(), -1.0);
       const knet::coco::Groups g = knet::coco::group(ds_);
       std::vector<knet::coco::Cell> cells(static_cast<size_t>(K) * ds_.num_images);
-      at::parallel_for(0, static_cast<int64_t>(K), 1, [&](int64_t b, int64_t e) {
+      knet::parallel_for(0, static_cast<int64_t>(K), 1, [&](int64_t b, int64_t e) {
         knet::coco::evaluate_cats(ds_, g, p, cells, static_cast<int32_t>(b), static_cast<int32_t>(e));
       });
-      at::parallel_for(0, static_cast<int64_t>(K), 1, [&](int64_t b, int64_t e) {
+      knet::parallel_for(0, static_cast<int64_t>(K), 1, [&](int64_t b, int64_t e) {
         knet::coco::accumulate_cats(p, ds_.num_images, ds_.num_cats, cells, pp, rp, sp, static_cast<int32_t>(b),
                                     static_cast<int32_t>(e));
       });
@@ -301,11 +399,11 @@ class CocoEvalCore {
  private:
   template <typename Obj>
   void finish(std::vector<Obj>& objs, std::vector<PendingSegm>& pending, std::vector<Obj>& dest,
-              const std::vector<uint8_t>* has_box, int area_mode = 0) {
+              const std::vector<uint8_t>* has_box, int area_mode = 0, bool lazy = false) {
     const bool is_dt = has_box != nullptr;
     {
       py::gil_scoped_release release;
-      at::parallel_for(0, static_cast<int64_t>(objs.size()), 256, [&](int64_t b, int64_t e) {
+      knet::parallel_for(0, static_cast<int64_t>(objs.size()), 256, [&](int64_t b, int64_t e) {
         for (int64_t j = b; j < e; ++j) {
           Obj& o = objs[j];
           const bool has_rle = pending[j].kind != PendingSegm::kNone;
@@ -315,14 +413,26 @@ class CocoEvalCore {
             // segm IoU prefilters on the RLE's own box; bbox IoU uses the given box (or the RLE's)
             if (use_segm_ || (is_dt && !(*has_box)[j])) knet::rle::to_bbox(o.rle, o.box);
             if (!use_segm_) std::vector<uint32_t>().swap(o.rle.cnts);
+            if (use_segm_ && lazy && pending[j].kind == PendingSegm::kString) set_lazy(o, pending[j]);
           }
           if (is_dt && area_mode == 2) setarea(o, o.box[2] * o.box[3]);
         }
       });
     }
-    dest.reserve(dest.size() + objs.size());
-    for (auto& o : objs) dest.push_back(std::move(o));
+    std::vector<PendingSegm>().swap(pending);
+    if (dest.empty()) {
+      dest.swap(objs);
+    } else {
+      dest.reserve(dest.size() + objs.size());
+      for (auto& o : objs) dest.push_back(std::move(o));
+    }
   }
+  static void set_lazy(knet::coco::DtObj& o, const PendingSegm& ps) {
+    o.lazy_str = ps.str;
+    o.lazy_len = static_cast<uint32_t>(ps.len);
+    std::vector<uint32_t>().swap(o.rle.cnts);
+  }
+  static void set_lazy(knet::coco::GtObj&, const PendingSegm&) {}
   static void setarea(knet::coco::DtObj& o, double a) { o.area = a; }
   static void setarea(knet::coco::GtObj&, double) {}
 
@@ -330,6 +440,7 @@ class CocoEvalCore {
   bool use_segm_;
   std::unordered_map<int64_t, int32_t> img_index_, cat_index_;
   knet::coco::Dataset ds_;
+  std::vector<std::unique_ptr<std::string>> bufs_;
 };
 
 void bind_coco_eval(py::module_& m) {
@@ -338,6 +449,7 @@ void bind_coco_eval(py::module_& m) {
            py::arg("img_ids"), py::arg("heights"), py::arg("widths"), py::arg("cat_ids"), py::arg("use_segm"))
       .def("add_gts", &CocoEvalCore::add_gts, py::arg("anns"))
       .def("add_dts", &CocoEvalCore::add_dts, py::arg("anns"), py::arg("area_mode"))
+      .def("add_dts_file", &CocoEvalCore::add_dts_file, py::arg("path"), py::arg("area_mode"))
       .def("evaluate", &CocoEvalCore::evaluate, py::arg("iou_thrs"), py::arg("rec_thrs"), py::arg("area_lo"),
            py::arg("area_hi"), py::arg("max_dets"))
       .def_property_readonly("num_gts", &CocoEvalCore::num_gts)

@@ -43,6 +43,7 @@ void evaluate_cats(const Dataset& ds, const Groups& grp, const Params& p, std::v
   std::vector<uint8_t> g_ig, gtm, crowd_sorted;
   std::vector<int64_t> dtm;
   std::vector<uint8_t> dt_ig;
+  rle::Rle lazy;
   for (int32_t k = cat_begin; k < cat_end; ++k) {
     for (int32_t i = 0; i < I; ++i) {
       const int64_t c = static_cast<int64_t>(k) * I + i;
@@ -68,9 +69,14 @@ void evaluate_cats(const Dataset& ds, const Groups& grp, const Params& p, std::v
       if (D > 0 && G > 0) {
         for (size_t d = 0; d < D; ++d) {
           const DtObj& o = ds.dts[dt[d]];
+          const rle::Rle* orle = &o.rle;
+          if (p.use_segm && o.rle.cnts.empty() && o.lazy_str != nullptr) {
+            rle::from_string(o.lazy_str, o.lazy_len, o.rle.h, o.rle.w, lazy);
+            orle = &lazy;
+          }
           for (size_t g = 0; g < G; ++g) {
             const GtObj& q = ds.gts[gt[g]];
-            ious[d * G + g] = p.use_segm ? rle::rle_iou(o.rle, q.rle, o.box, q.box, q.crowd)
+            ious[d * G + g] = p.use_segm ? rle::rle_iou(*orle, q.rle, o.box, q.box, q.crowd)
                                          : rle::bbox_iou(o.box, q.box, q.crowd);
           }
         }
@@ -93,7 +99,6 @@ void evaluate_cats(const Dataset& ds, const Groups& grp, const Params& p, std::v
 
         dtm.assign(T * D, 0);
         dt_ig.assign(T * D, 0);
-        std::vector<uint8_t> matched_mask(D, 0);
         if (D > 0 && G > 0) {
           gtm.assign(T * G, 0);
           for (size_t t = 0; t < T; ++t) {
@@ -145,6 +150,8 @@ void accumulate_cats(const Params& p, int32_t num_images, int32_t num_cats, cons
   };
   std::vector<Ref> refs;
   std::vector<double> rc, pr;
+  std::vector<uint8_t> fl;
+  std::vector<int32_t> kidx;
   for (int32_t k = cat_begin; k < cat_end; ++k) {
     const Cell* row = cells.data() + static_cast<int64_t>(k) * num_images;
     bool any = false;
@@ -160,35 +167,49 @@ void accumulate_cats(const Params& p, int32_t num_images, int32_t num_cats, cons
       }
       std::stable_sort(refs.begin(), refs.end(), [](const Ref& x, const Ref& y) { return -x.score < -y.score; });
       const size_t nd = refs.size();
+      const size_t AT = A * T;
+      // the flags of every detection in sorted order, contiguous: fl[j][a][t]
+      fl.resize(nd * AT);
+      for (size_t j = 0; j < nd; ++j) {
+        const Cell& c = row[refs[j].cell];
+        const size_t D = c.scores.size();
+        for (size_t at = 0; at < AT; ++at) fl[j * AT + at] = c.flags[at * D + refs[j].d];
+      }
       for (size_t a = 0; a < A; ++a) {
         int64_t npig = 0;
         for (int32_t i = 0; i < num_images; ++i)
           if (row[i].present) npig += row[i].num_regular_gt[a];
         if (npig == 0) continue;
         for (size_t t = 0; t < T; ++t) {
-          rc.resize(nd);
-          pr.resize(nd);
+          // Only index 0 and the non-ignored detections change (rc, pr); an ignored detection
+          // repeats its predecessor's values, so the searchsorted index, the right-to-left max
+          // and the precision/score picked are the same on this subsequence (keeping the
+          // original index for the score).
+          kidx.clear();
+          rc.clear();
+          pr.clear();
           double tp = 0, fp = 0;
           for (size_t j = 0; j < nd; ++j) {
-            const Cell& c = row[refs[j].cell];
-            const size_t D = c.scores.size();
-            const uint8_t f = c.flags[(a * T + t) * D + refs[j].d];
+            const uint8_t f = fl[j * AT + a * T + t];
+            if (f == 0 && j != 0) continue;
             if (f == 1) tp += 1;
             if (f == 2) fp += 1;
-            rc[j] = tp / static_cast<double>(npig);
-            pr[j] = tp / (fp + tp + eps);
+            kidx.push_back(static_cast<int32_t>(j));
+            rc.push_back(tp / static_cast<double>(npig));
+            pr.push_back(tp / (fp + tp + eps));
           }
-          recall[((t * K + k) * A + a) * M + mi] = nd ? rc[nd - 1] : 0.0;
-          for (size_t j = nd; j-- > 1;)
+          const size_t nk = kidx.size();
+          recall[((t * K + k) * A + a) * M + mi] = nd ? tp / static_cast<double>(npig) : 0.0;
+          for (size_t j = nk; j-- > 1;)
             if (pr[j] > pr[j - 1]) pr[j - 1] = pr[j];
           size_t pi = 0;
           for (size_t r = 0; r < R; ++r) {
             const double thr = p.rec_thrs[r];
-            while (pi < nd && rc[pi] < thr) ++pi;  // np.searchsorted(rc, thr, 'left')
+            while (pi < nk && rc[pi] < thr) ++pi;  // np.searchsorted(rc, thr, 'left')
             const size_t off = (((t * R + r) * K + k) * A + a) * M + mi;
-            if (pi < nd) {
+            if (pi < nk) {
               precision[off] = pr[pi];
-              scores_out[off] = refs[pi].score;
+              scores_out[off] = refs[kidx[pi]].score;
             } else {
               precision[off] = 0.0;
               scores_out[off] = 0.0;

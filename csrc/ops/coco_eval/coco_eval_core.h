@@ -34,6 +34,11 @@ struct DtObj {
   double area = 0;  // mask area (knet) or box area (pycocotools-compat first-entry rule)
   double box[4] = {0, 0, 0, 0};
   rle::Rle rle;
+  // Lazy RLE: when rle.cnts is empty and lazy_str is set, the compressed string (owned by the
+  // caller, alive until evaluation ends) is decoded when the detection's cell is evaluated, so
+  // 500k decoded masks never sit in memory at once.
+  const char* lazy_str = nullptr;
+  uint32_t lazy_len = 0;
 };
 
 struct Params {

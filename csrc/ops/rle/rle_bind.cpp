@@ -1,5 +1,4 @@
 // pybind11 bindings of the RLE codec (knet._C.rle_*). Python wrapper: knet/ops/rle.py.
-#include <ATen/Parallel.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -7,6 +6,7 @@
 #include <vector>
 
 #include "knet/bindings.h"
+#include "ops/coco_eval/parallel.h"
 #include "ops/rle/rle_core.h"
 #include "ops/rle/rle_py.h"
 #include "ops/rle/rle_segm.h"
@@ -32,7 +32,7 @@ py::list encode(py::array masks) {
   std::vector<Rle> rles(n);
   {
     py::gil_scoped_release release;
-    at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) {
+    knet::parallel_for(0, n, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i)
         knet::rle::encode_strided(base + i * sn, static_cast<uint32_t>(h), static_cast<uint32_t>(w), sy, sx, rles[i]);
     });
@@ -60,7 +60,7 @@ py::array_t<uint8_t> decode(py::sequence objs) {
   std::vector<uint8_t> ok(n, 1);
   {
     py::gil_scoped_release release;
-    at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) {
+    knet::parallel_for(0, n, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) ok[i] = knet::rle::decode_rowmajor(rles[i], dst + i * plane);
     });
   }
