@@ -39,6 +39,10 @@ from knet.models.kernel_updator import KernelUpdator
 from knet.ops import assemble, mask_conv
 
 
+# pixels per softmax chunk when summing the semantic gate (150 kernels x 1024 px = 600 KB float32)
+_GATE_CHUNK = 1024
+
+
 class FeatTransform(nn.Module):
     """The stage's 1x1 conv on the shared feature map (with bias, no norm, no activation)."""
 
@@ -186,7 +190,12 @@ class KernelUpdateHead(nn.Module):
         if self.gather == "binary":
             # sigmoid(M) > 0.5 <=> M > 0, the same test as assemble; counted exactly in int64
             return (mask_logits > 0).sum((2, 3)).to(dtype)
-        return mask_logits.softmax(dim=1).sum((2, 3))
+        # softmax over the kernels in pixel chunks that stay in cache: no float [B, N, H, W] tensor
+        flat = mask_logits.flatten(2)  # [B, N, H*W]
+        total = flat.new_zeros(flat.shape[:2])  # [B, N]
+        for chunk in flat.split(_GATE_CHUNK, dim=-1):
+            total += chunk.softmax(dim=1).sum(-1)
+        return total
 
     def _fold_assembled(self, f_raw: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
         """sum G (W F + b) = (sum G F) W^T + (sum G) b: [B, N, C] on raw feats -> transformed."""

@@ -78,6 +78,7 @@ def _compare(head, args, dtype) -> None:
         (1, 1, (7, 5), (7, 5)),  # a single kernel (softmax over N=1 is all ones)
         (2, 5, (11, 9), (6, 5)),  # masks resized to the feature size first
         (1, 3, (1, 1), (1, 1)),  # one pixel
+        (1, 4, (37, 41), (37, 41)),  # more pixels than one softmax chunk of the gate total
     ],
 )
 def test_fold_matches_unfolded(dtype, gather, b, n, size, mask_size):
