@@ -6,7 +6,9 @@
 Batch 1, torch.inference_mode(), random weights (latency does not depend on them), float32.
 Every configuration runs in a fresh subprocess, once with the compiled ops (knet._C) and once with
 the PyTorch twins (KNET_DISABLE_EXT=1), with 1 and with 2 threads; "fused-*" adds the det models'
-optional BN-folded channels-last backbone (DetKNetConfig.fused_inference; not bit-parity).
+optional BN-folded channels-last backbone (DetKNetConfig.fused_inference; not bit-parity);
+"unfolded-compiled" turns off the kernel update stages' inference fold of feat_transform
+(KernelUpdateHead.fold_feat_transform): the in-run baseline of that fold.
 Each worker also times the original code's post-processing transcribed literally (every mask
 resized at full resolution at once, one full-resolution comparison per kernel): that ratio is
 measured in the same run, so it holds however loaded the machine is. The "vs original" column divides the original code's
@@ -83,7 +85,7 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def worker(task: str, threads: int, iters: int, fused: bool) -> dict:
+def worker(task: str, threads: int, iters: int, fused: bool, unfolded: bool = False) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -92,6 +94,9 @@ def worker(task: str, threads: int, iters: int, fused: bool) -> dict:
 
     torch.manual_seed(0)
     model = build_model(PRESETS[PRESET[task]]()).eval()
+    stages = model.kernel_update_stages if task == "semantic" else model.update_stages
+    for stage in stages:
+        stage.fold_feat_transform = not unfolded  # unfolded: full-resolution feat_transform
     h, w = SIZE[task]
     x = torch.randn(1, 3, h, w)
     sections = ("backbone", "head", "post", "post_literal")
@@ -137,6 +142,7 @@ def run_all(args) -> list[dict]:
                 env = dict(os.environ, KNET_DISABLE_EXT="1" if mode.endswith("twins") else "0", OMP_NUM_THREADS=str(threads))
                 cmd = [sys.executable, __file__, "--worker", "--tasks", task, "--threads", str(threads), "--iters", str(args.iters)]
                 cmd += ["--fused"] if mode.startswith("fused") else []
+                cmd += ["--unfolded"] if mode.startswith("unfolded") else []
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(f"{task} {mode} {threads}t failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -149,7 +155,7 @@ def run_all(args) -> list[dict]:
 
 
 HEADER = (
-    f"{'task':<9} {'ops':<14} {'thr':>3} {'clock':<5} {'backbone':>9} {'heads':>7} {'post':>7} {'total':>7}"
+    f"{'task':<9} {'ops':<17} {'thr':>3} {'clock':<5} {'backbone':>9} {'heads':>7} {'post':>7} {'total':>7}"
     f" {'post orig':>9} {'post x':>7} {'vs orig':>7}"
 )
 
@@ -164,7 +170,7 @@ def print_row(row: dict, flush: bool = False) -> None:
         vs = f"{ORIGINAL_1T[row['task']] / total:.2f}x" if row["threads"] == 1 else "-"
         lit_s = f"{lit:>8.2f}s" if has_literal else f"{'-':>9}"
         print(
-            f"{row['task']:<9} {row['mode']:<14} {row['threads']:>3} {clock:<5} {b:>8.2f}s {hd:>6.2f}s {p:>6.2f}s"
+            f"{row['task']:<9} {row['mode']:<17} {row['threads']:>3} {clock:<5} {b:>8.2f}s {hd:>6.2f}s {p:>6.2f}s"
             f" {total:>6.2f}s {lit_s} {post_ratio:>7} {vs:>7}",
             flush=flush,
         )
@@ -179,13 +185,15 @@ def main() -> None:
         "--modes",
         default="compiled,twins,fused-compiled",
         help="compiled (knet._C), twins (KNET_DISABLE_EXT=1), fused-compiled / fused-twins (plus the BN-folded"
-        " channels-last backbone, det only)",
+        " channels-last backbone, det only), unfolded-compiled (no feat_transform fold in the kernel update"
+        " stages: its in-run baseline)",
     )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--unfolded", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.tasks, int(args.threads), args.iters, args.fused)))
+        print(json.dumps(worker(args.tasks, int(args.threads), args.iters, args.fused, args.unfolded)))
         return
     print(f"per-image latency, batch 1, CPU, median of {args.iters}; det 800x1216, semantic 512x512")
     print(f"original code, 1 thread: {ORIGINAL_1T} (panoptic split backbone+FPN/heads/post = {ORIGINAL_SPLIT['panoptic']})")
