@@ -235,3 +235,12 @@ KNET_TEST(results_json_reader) {
     KNET_CHECK(!e.empty());
   }
 }
+
+KNET_TEST(rle_string_area_matches_decode) {
+  Rle r;
+  r.h = 300;
+  r.w = 200;
+  r.cnts = {100, 5, 290, 7, 1, 40000, 3, 19594};
+  const std::string s = knet::rle::to_string(r);
+  KNET_CHECK_EQ(knet::rle::string_area(s.data(), s.size()), knet::rle::area(r));
+}

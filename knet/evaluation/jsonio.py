@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,15 @@ def load_json(path: str | os.PathLike, *, what: str) -> Any:
     if not path.is_file():
         raise KnetError(f"{what} not found: {path}")
     data = path.read_bytes()
+    enabled = gc.isenabled()
+    gc.disable()  # millions of fresh objects would trigger repeated, useless GC passes
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise KnetError(f"{what} {path} is not valid JSON ({str(exc).splitlines()[0]})") from None
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def dumps(obj: Any) -> bytes:

@@ -407,6 +407,15 @@ class CocoEvalCore {
         for (int64_t j = b; j < e; ++j) {
           Obj& o = objs[j];
           const bool has_rle = pending[j].kind != PendingSegm::kNone;
+          if (is_dt && lazy && use_segm_ && pending[j].kind == PendingSegm::kString) {
+            // lazy: only the area now; counts and box when the detection's cell needs its IoUs
+            if (area_mode == 0) setarea(o, static_cast<double>(knet::rle::string_area(pending[j].str, pending[j].len)));
+            o.rle.h = pending[j].h;
+            o.rle.w = pending[j].w;
+            set_lazy(o, pending[j]);
+            if (area_mode == 2) setarea(o, o.box[2] * o.box[3]);
+            continue;
+          }
           decode_pending(pending[j], o.rle);
           if (has_rle) {
             if (is_dt && area_mode == 0) setarea(o, static_cast<double>(knet::rle::area(o.rle)));

@@ -44,6 +44,7 @@ void evaluate_cats(const Dataset& ds, const Groups& grp, const Params& p, std::v
   std::vector<int64_t> dtm;
   std::vector<uint8_t> dt_ig;
   rle::Rle lazy;
+  double lazy_box[4];
   for (int32_t k = cat_begin; k < cat_end; ++k) {
     for (int32_t i = 0; i < I; ++i) {
       const int64_t c = static_cast<int64_t>(k) * I + i;
@@ -70,13 +71,16 @@ void evaluate_cats(const Dataset& ds, const Groups& grp, const Params& p, std::v
         for (size_t d = 0; d < D; ++d) {
           const DtObj& o = ds.dts[dt[d]];
           const rle::Rle* orle = &o.rle;
+          const double* obox = o.box;
           if (p.use_segm && o.rle.cnts.empty() && o.lazy_str != nullptr) {
             rle::from_string(o.lazy_str, o.lazy_len, o.rle.h, o.rle.w, lazy);
+            rle::to_bbox(lazy, lazy_box);
             orle = &lazy;
+            obox = lazy_box;
           }
           for (size_t g = 0; g < G; ++g) {
             const GtObj& q = ds.gts[gt[g]];
-            ious[d * G + g] = p.use_segm ? rle::rle_iou(*orle, q.rle, o.box, q.box, q.crowd)
+            ious[d * G + g] = p.use_segm ? rle::rle_iou(*orle, q.rle, obox, q.box, q.crowd)
                                          : rle::bbox_iou(o.box, q.box, q.crowd);
           }
         }

@@ -131,6 +131,33 @@ void from_string(const char* s, size_t len, uint32_t h, uint32_t w, Rle& out) {
   }
 }
 
+uint32_t string_area(const char* s, size_t len) {
+  // the decoding loop of from_string, keeping only counts[m-1], counts[m-2] and the odd sum
+  uint32_t prev1 = 0, prev2 = 0, a = 0;
+  size_t m = 0, p = 0;
+  while (p < len && s[p]) {
+    long x = 0;
+    int k = 0;
+    bool more = true;
+    while (more) {
+      const char c = (p < len) ? static_cast<char>(s[p] - 48) : static_cast<char>(0);
+      x |= static_cast<long>(c & 0x1f) << (5 * k);
+      more = (c & 0x20) != 0;
+      ++p;
+      ++k;
+      if (!more && (c & 0x10)) x |= static_cast<long>(-1L) << (5 * k);
+      if (p >= len && more) more = false;
+    }
+    if (m > 2) x += static_cast<long>(prev2);
+    const uint32_t v = static_cast<uint32_t>(x);
+    if (m % 2 == 1) a += v;
+    prev2 = prev1;
+    prev1 = v;
+    ++m;
+  }
+  return a;
+}
+
 uint32_t area(const Rle& r) {
   uint32_t a = 0;
   for (size_t j = 1; j < r.cnts.size(); j += 2) a += r.cnts[j];

@@ -34,6 +34,8 @@ std::string to_string(const Rle& r);
 // Parse `len` characters of a compressed string (stops at a NUL like pycocotools).
 void from_string(const char* s, size_t len, uint32_t h, uint32_t w, Rle& out);
 
+// Foreground pixels of a compressed string without materialising the counts (= area(from_string)).
+uint32_t string_area(const char* s, size_t len);
 uint32_t area(const Rle& r);                 // foreground pixels (uint32 arithmetic, as pycocotools)
 void to_bbox(const Rle& r, double bb[4]);    // [x, y, w, h] exactly as rleToBbox
 
