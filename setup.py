@@ -45,6 +45,21 @@ def _cuda_library_include_dirs() -> list[str]:
     return found
 
 
+def _cudart_library_dirs(cuda_home: str | None) -> list[str]:
+    """A folder with libcudart.so for the link (`-lcudart`), when CUDA_HOME has none.
+
+    With nvcc found through a wrapper on PATH (e.g. /usr/local/bin/nvcc), torch guesses
+    CUDA_HOME=/usr/local, which has no lib64/libcudart.so; the toolkit (/usr/local/cuda) has it.
+    """
+    candidates = [Path(cuda_home) / "lib64", Path(cuda_home) / "lib"] if cuda_home else []
+    if any((d / "libcudart.so").exists() for d in candidates):
+        return []
+    for d in (Path("/usr/local/cuda/lib64"), Path("/usr/local/cuda/lib")):
+        if (d / "libcudart.so").exists():
+            return [str(d)]
+    return []
+
+
 def _extensions():
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
@@ -70,10 +85,12 @@ def _extensions():
         cxx_flags += ["-mavx2", "-mfma", "-mpopcnt"]
     define_macros = [("KNET_CUDA_ARCHS", f'"{archs}"')]
     include_dirs = [str(CSRC / "include"), str(CSRC)]
+    library_dirs: list[str] = []
     extra = {"cxx": cxx_flags}
     if with_cuda:
         define_macros.append(("WITH_CUDA", None))
         include_dirs += _cuda_library_include_dirs()
+        library_dirs += _cudart_library_dirs(CUDA_HOME)
         extra["nvcc"] = opt + ["--expt-relaxed-constexpr", "-DWITH_CUDA"] + shlex.split(
             os.environ.get("NVCC_FLAGS", "")
         )
@@ -95,6 +112,7 @@ def _extensions():
         ("C++ sources", len(cpp_sources)),
         ("CUDA sources", len(cuda_sources)),
         ("extra include dirs", include_dirs[2:] or "-"),
+        ("extra library dirs", library_dirs or "-"),
     ]:
         print(f"  {key:<22} {value}")
     sys.stdout.flush()
@@ -103,6 +121,7 @@ def _extensions():
         name="knet._C",
         sources=cpp_sources + cuda_sources,
         include_dirs=include_dirs,
+        library_dirs=library_dirs,
         define_macros=define_macros,
         extra_compile_args=extra,
     )
