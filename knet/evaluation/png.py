@@ -1,7 +1,8 @@
 """Fast PNG reading for the evaluators: panoptic id maps and label maps.
 
 The common case (8-bit, non-interlaced; RGB/RGBA for panoptic ids, grey/palette for labels)
-is decoded here: chunk walk in Python, inflate with zlib (which releases the GIL), scanline
+is decoded here: chunk walk in Python, inflate with ISA-L's zlib-compatible inflate (the
+`isal` package, about 1.7x faster than zlib here; it releases the GIL), scanline
 unfiltering and the id conversion in C++ (csrc/ops/png, also without the GIL), so a thread
 pool decodes images in parallel. Every other PNG flavour (16-bit, interlaced, ...) is decoded
 by PIL; the choice is made from the header, never by catching a failure.
@@ -11,11 +12,10 @@ from __future__ import annotations
 
 import os
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from isal import isal_zlib
 
 from knet.errors import KnetError
 from knet.evaluation.native import native as ext
@@ -54,12 +54,14 @@ def _fast(depth: int, color: int, interlace: int, wanted: tuple[int, ...]) -> bo
 
 def _inflate(path: Path, idat: bytes, size: int) -> bytes:
     try:
-        return zlib.decompress(idat, bufsize=size)
-    except zlib.error as exc:
+        return isal_zlib.decompress(idat, bufsize=size)
+    except isal_zlib.error as exc:
         raise KnetError(f"{path} is a corrupt PNG ({exc})") from None
 
 
 def _pil(path: Path) -> np.ndarray:
+    from PIL import Image  # only for the PNG flavours decoded by PIL
+
     try:
         with Image.open(path) as im:
             return np.array(im)
