@@ -24,6 +24,7 @@ image id not in the ground truth, malformed entries) and evaluates an empty resu
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,13 @@ def _area_mode(results: list, iou_type: str, compat: bool) -> int:
     return 0 if iou_type == "segm" else 2
 
 
+def _add_gts(core, gt: CocoGroundTruth) -> None:
+    try:
+        core.add_gts(gt.annotations)
+    except ValueError as exc:
+        raise KnetError(f"ground truth: {exc}") from None
+
+
 def evaluate_coco(
     gt: "str | os.PathLike | dict | CocoGroundTruth",
     results: "str | os.PathLike | list[dict]",
@@ -174,24 +182,33 @@ def evaluate_coco(
     if not isinstance(results, list) and not isinstance(results, (str, os.PathLike)):
         raise KnetError(f"results must be a file path or a list of detections, not {type(results).__name__}")
     core = ext().CocoEvalCore(gt.img_ids, gt.heights, gt.widths, gt.cat_ids, iou_type == "segm")
-    try:
-        core.add_gts(gt.annotations)
-    except ValueError as exc:
-        raise KnetError(f"ground truth: {exc}") from None
     if isinstance(results, list):
+        _add_gts(core, gt)
         try:
             core.add_dts(results, _area_mode(results, iou_type, pycocotools_compat))
         except ValueError as exc:
             raise KnetError(f"results: {exc}") from None
-    else:  # read by the C++ JSON reader: no Python object per detection
+    else:  # read by the C++ JSON reader (no Python object per detection), while the GTs load
         path = Path(results)
         if not path.is_file():
             raise KnetError(f"results file not found: {path}")
         mode = 3 if pycocotools_compat else (0 if iou_type == "segm" else 2)
+        errors: list[ValueError] = []
+
+        def read_results() -> None:
+            try:
+                core.add_dts_file(str(path), mode)  # releases the GIL while parsing
+            except ValueError as exc:
+                errors.append(exc)
+
+        reader = threading.Thread(target=read_results, name="knet-results-reader")
+        reader.start()
         try:
-            core.add_dts_file(str(path), mode)
-        except ValueError as exc:
-            raise KnetError(f"results file {path}: {exc}") from None
+            _add_gts(core, gt)
+        finally:
+            reader.join()
+        if errors:
+            raise KnetError(f"results file {path}: {errors[0]}")
     precision, recall, scores = core.evaluate(
         IOU_THRS.tolist(), REC_THRS.tolist(), [float(a[0]) for a in AREA_RNG], [float(a[1]) for a in AREA_RNG], MAX_DETS
     )
