@@ -182,6 +182,8 @@ setup(
         "tqdm",
         "pillow",
         "scipy",
+        "orjson",
+        "isal",
     ],
     entry_points={"console_scripts": ["knet = knet.cli.main:main"]},
     zip_safe=False,
