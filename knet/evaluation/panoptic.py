@@ -28,7 +28,7 @@ import numpy as np
 
 from knet.errors import KnetError
 from knet.evaluation.jsonio import load_json
-from knet.evaluation.png import read_panoptic_ids
+from knet.evaluation.png import inflate_panoptic, read_panoptic_ids
 from knet.evaluation.native import native as ext
 
 GROUPS = (("All", None), ("Things", True), ("Stuff", False))
@@ -82,6 +82,32 @@ class PanopticAccumulator:
         """One image: id maps [H, W] and segments_info lists (COCO panoptic format)."""
         if gt_ids.shape != pred_ids.shape:
             raise KnetError(f"image {image}: prediction is {pred_ids.shape[1]}x{pred_ids.shape[0]}, ground truth {gt_ids.shape[1]}x{gt_ids.shape[0]}")
+        g, p = self._segments(gt_segments, pred_segments, image)
+        stats = ext().pq_image_stats(np.ascontiguousarray(gt_ids, np.uint32), np.ascontiguousarray(pred_ids, np.uint32), *g, *p)
+        self._append(stats, image)
+
+    def add_image_png(self, gt_png: tuple[int, int, int, bytes], gt_segments: list[dict], pred_png: tuple[int, int, int, bytes], pred_segments: list[dict], *, image: str = "") -> None:
+        """One image from its two inflated PNGs (png.inflate_panoptic): the rows are unfiltered
+        and paired in one pass (csrc/ops/pq_eval), never stored as id maps."""
+        self._append(self.image_stats_png(gt_png, gt_segments, pred_png, pred_segments, image=image), image)
+
+    def image_stats_png(self, gt_png: tuple[int, int, int, bytes], gt_segments: list[dict], pred_png: tuple[int, int, int, bytes], pred_segments: list[dict], *, image: str = "") -> tuple:
+        """The per-image statistics of add_image_png without adding them (thread-safe; the
+        C++ part releases the GIL). Add them, in image order, with add_stats."""
+        (gh, gw, gch, graw), (ph, pw, pch, praw) = gt_png, pred_png
+        if (gh, gw) != (ph, pw):
+            raise KnetError(f"image {image}: prediction is {pw}x{ph}, ground truth {gw}x{gh}")
+        g, p = self._segments(gt_segments, pred_segments, image)
+        try:
+            return ext().pq_image_stats_png(graw, gch, praw, pch, gh, gw, *g, *p)
+        except ValueError as exc:
+            raise KnetError(f"image {image}: {exc}") from None
+
+    def add_stats(self, stats: tuple, *, image: str = "") -> None:
+        """Adds the result of image_stats_png."""
+        self._append(stats, image)
+
+    def _segments(self, gt_segments: list[dict], pred_segments: list[dict], image: str) -> tuple[tuple, tuple]:
         for s in pred_segments:
             if int(s["category_id"]) not in self.categories:
                 raise KnetError(f"image {image}: segment {s['id']} has unknown category_id {s['category_id']}")
@@ -93,9 +119,10 @@ class PanopticAccumulator:
             p = (np.array([int(s["id"]) for s in pred_segments], np.int64), np.array([int(s["category_id"]) for s in pred_segments], np.int64))
         except (KeyError, TypeError, ValueError) as exc:
             raise KnetError(f"image {image}: malformed segments_info entry ({exc.__class__.__name__}: {exc})") from None
-        err, bad, mc, mi, fn, fp = ext().pq_image_stats(
-            np.ascontiguousarray(gt_ids, np.uint32), np.ascontiguousarray(pred_ids, np.uint32), *g, *p
-        )
+        return g, p
+
+    def _append(self, stats: tuple, image: str) -> None:
+        err, bad, mc, mi, fn, fp = stats
         if err == 1:
             raise KnetError(f"image {image}: segment id {bad} is in the predicted PNG but not in its segments_info")
         if err == 2:
@@ -186,12 +213,23 @@ def evaluate_panoptic(
         pairs.append((a, pred_by_img[a["image_id"]]))
     acc = PanopticAccumulator(gt["categories"], chunks=chunks)
 
-    def load(pair):
-        g, p = pair
-        return read_panoptic_ids(gt_dir / g["file_name"]), read_panoptic_ids(pred_dir / p["file_name"])
+    def image_name(g: dict, p: dict) -> str:
+        return f"{g['image_id']} ({p['file_name']})"
 
-    with ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1)) as pool:
-        # decoding runs ahead in the pool; the statistics are added in annotation order
-        for (g, p), (gid, pid) in zip(pairs, pool.map(load, pairs)):
-            acc.add_image(gid, g["segments_info"], pid, p["segments_info"], image=f"{g['image_id']} ({p['file_name']})")
+    def work(pair):
+        # reading, inflate (ISA-L) and the fused unfilter + pair counting all release the GIL,
+        # so the pool runs images in parallel; only the small per-image statistics come back
+        g, p = pair
+        gp, pp = inflate_panoptic(gt_dir / g["file_name"]), inflate_panoptic(pred_dir / p["file_name"])
+        if gp is None or pp is None:  # a PNG flavour decoded by PIL
+            return None, read_panoptic_ids(gt_dir / g["file_name"]), read_panoptic_ids(pred_dir / p["file_name"])
+        return acc.image_stats_png(gp, g["segments_info"], pp, p["segments_info"], image=image_name(g, p)), None, None
+
+    with ThreadPoolExecutor(max_workers=threads or min(2, os.cpu_count() or 1)) as pool:
+        # the statistics are added in annotation order (panopticapi's reduction order)
+        for (g, p), (stats, gid, pid) in zip(pairs, pool.map(work, pairs)):
+            if stats is not None:
+                acc.add_stats(stats, image=image_name(g, p))
+            else:
+                acc.add_image(gid, g["segments_info"], pid, p["segments_info"], image=image_name(g, p))
     return acc.result()

@@ -76,6 +76,18 @@ def _read(path: str | os.PathLike) -> tuple[Path, bytes]:
     return path, path.read_bytes()
 
 
+def inflate_panoptic(path: str | os.PathLike) -> tuple[int, int, int, bytes] | None:
+    """(h, w, channels, inflated IDAT bytes) of an 8-bit non-interlaced RGB/RGBA PNG, for the
+    fused unfilter + pair counting of pq_image_stats_png; None for the other PNG flavours
+    (read those with read_panoptic_ids)."""
+    path, data = _read(path)
+    h, w, depth, color, interlace, idat = _parse(path, data)
+    if not _fast(depth, color, interlace, (2, 6)):
+        return None
+    ch = _CHANNELS[color]
+    return h, w, ch, _inflate(path, idat, h * (w * ch + 1))
+
+
 def read_panoptic_ids(path: str | os.PathLike) -> np.ndarray:
     """[H, W] uint32 ids R + 256 G + 256^2 B of a panoptic PNG (panopticapi's rgb2id)."""
     path, data = _read(path)

@@ -15,48 +15,81 @@ static inline uint8_t paeth(int a, int b, int c) {
   return static_cast<uint8_t>(c);
 }
 
+bool unfilter_row(uint8_t filter, const uint8_t* src, const uint8_t* up, uint8_t* dst, size_t stride, size_t bpp) {
+  switch (filter) {
+    case 0:
+      std::memcpy(dst, src, stride);
+      break;
+    case 1:
+      for (size_t i = 0; i < bpp && i < stride; ++i) dst[i] = src[i];
+      for (size_t i = bpp; i < stride; ++i) dst[i] = static_cast<uint8_t>(src[i] + dst[i - bpp]);
+      break;
+    case 2:
+      if (up)
+        for (size_t i = 0; i < stride; ++i) dst[i] = static_cast<uint8_t>(src[i] + up[i]);
+      else
+        std::memcpy(dst, src, stride);
+      break;
+    case 3:
+      for (size_t i = 0; i < stride; ++i) {
+        const int a = i >= bpp ? dst[i - bpp] : 0;
+        const int b = up ? up[i] : 0;
+        dst[i] = static_cast<uint8_t>(src[i] + ((a + b) >> 1));
+      }
+      break;
+    case 4:
+      if (!up) {  // Paeth with an all-zero previous row is Sub
+        for (size_t i = 0; i < bpp && i < stride; ++i) dst[i] = src[i];
+        for (size_t i = bpp; i < stride; ++i) dst[i] = static_cast<uint8_t>(src[i] + dst[i - bpp]);
+        break;
+      }
+      for (size_t i = 0; i < bpp && i < stride; ++i) dst[i] = static_cast<uint8_t>(src[i] + up[i]);
+      for (size_t i = bpp; i < stride; ++i)
+        dst[i] = static_cast<uint8_t>(src[i] + paeth(dst[i - bpp], up[i], up[i - bpp]));
+      break;
+    default:
+      return false;
+  }
+  return true;
+}
+
 bool unfilter(const uint8_t* raw, size_t raw_len, uint32_t h, uint32_t w, uint32_t bpp, uint8_t* out) {
   const size_t stride = static_cast<size_t>(w) * bpp;
   if (raw_len < static_cast<size_t>(h) * (stride + 1)) return false;
   for (uint32_t y = 0; y < h; ++y) {
-    const uint8_t ft = raw[y * (stride + 1)];
-    const uint8_t* src = raw + y * (stride + 1) + 1;
+    const uint8_t* row = raw + y * (stride + 1);
     uint8_t* dst = out + y * stride;
-    const uint8_t* up = y ? dst - stride : nullptr;
-    switch (ft) {
-      case 0:
-        std::memcpy(dst, src, stride);
-        break;
-      case 1:
-        for (size_t i = 0; i < bpp && i < stride; ++i) dst[i] = src[i];
-        for (size_t i = bpp; i < stride; ++i) dst[i] = static_cast<uint8_t>(src[i] + dst[i - bpp]);
-        break;
-      case 2:
-        if (up)
-          for (size_t i = 0; i < stride; ++i) dst[i] = static_cast<uint8_t>(src[i] + up[i]);
-        else
-          std::memcpy(dst, src, stride);
-        break;
-      case 3:
-        for (size_t i = 0; i < stride; ++i) {
-          const int a = i >= bpp ? dst[i - bpp] : 0;
-          const int b = up ? up[i] : 0;
-          dst[i] = static_cast<uint8_t>(src[i] + ((a + b) >> 1));
-        }
-        break;
-      case 4:
-        for (size_t i = 0; i < stride; ++i) {
-          const int a = i >= bpp ? dst[i - bpp] : 0;
-          const int b = up ? up[i] : 0;
-          const int c = (up && i >= bpp) ? up[i - bpp] : 0;
-          dst[i] = static_cast<uint8_t>(src[i] + paeth(a, b, c));
-        }
-        break;
-      default:
-        return false;
-    }
+    if (!unfilter_row(row[0], row + 1, y ? dst - stride : nullptr, dst, stride, bpp)) return false;
   }
   return true;
+}
+
+RowReader::RowReader(const uint8_t* raw, size_t raw_len, uint32_t h, uint32_t w, uint32_t channels)
+    : raw_(raw), h_(h), channels_(channels), stride_(static_cast<size_t>(w) * channels),
+      ok_(raw_len >= static_cast<size_t>(h) * (static_cast<size_t>(w) * channels + 1)),
+      rows_(2 * static_cast<size_t>(w) * channels + 4) {}  // +4: pixel_id4 may read one byte past a row
+
+const uint8_t* RowReader::next(bool* same) {
+  *same = false;
+  if (!ok_ || y_ >= h_) return nullptr;
+  const uint8_t* row = raw_ + y_ * (stride_ + 1);
+  if (y_ > 0 && row[0] == 2) {
+    // filter Up with all-zero deltas (most rows of a segment map): the previous row again
+    // all zero <=> first byte zero and every byte equal to the next (memcmp exits early)
+    if (stride_ == 0 || (row[1] == 0 && std::memcmp(row + 1, row + 2, stride_ - 1) == 0)) {
+      ++y_;
+      *same = true;
+      return cur_;
+    }
+  }
+  uint8_t* dst = cur_ == rows_.data() ? rows_.data() + stride_ : rows_.data();
+  if (!unfilter_row(row[0], row + 1, y_ ? cur_ : nullptr, dst, stride_, channels_)) {
+    ok_ = false;
+    return nullptr;
+  }
+  cur_ = dst;
+  ++y_;
+  return dst;
 }
 
 void rgb_to_id(const uint8_t* pix, size_t n, uint32_t channels, uint32_t* ids) {

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace knet {
 namespace png {
@@ -12,6 +13,33 @@ namespace png {
 // `raw` (inflated IDAT data, h * (w*channels + 1) bytes), writing [h, w, channels] to `out`.
 // Returns false on an unknown filter type or short input.
 bool unfilter(const uint8_t* raw, size_t raw_len, uint32_t h, uint32_t w, uint32_t channels, uint8_t* out);
+
+// One row: `filter` is the row's filter byte, `src` its `stride` filtered bytes, `up` the
+// previous reconstructed row (nullptr for the first row), `bpp` bytes per pixel.
+bool unfilter_row(uint8_t filter, const uint8_t* src, const uint8_t* up, uint8_t* dst, size_t stride, size_t bpp);
+
+// Streams the reconstructed rows of inflated IDAT data through a two-row buffer, so that a
+// consumer (e.g. the panoptic pair counter) never materialises the [h, w, channels] image.
+class RowReader {
+ public:
+  RowReader(const uint8_t* raw, size_t raw_len, uint32_t h, uint32_t w, uint32_t channels);
+  // The next reconstructed row (w * channels bytes), or nullptr at the end or on corrupt data.
+  // `*same` is set when the row is byte-identical to the previous one (then the same pointer
+  // is returned; detected only for filter-Up rows with all-zero deltas).
+  const uint8_t* next(bool* same);
+  // False when the data is short or a row had an unknown filter type.
+  bool ok() const { return ok_; }
+
+ private:
+  const uint8_t* raw_;
+  uint32_t h_;
+  uint32_t y_ = 0;
+  size_t channels_;
+  size_t stride_;
+  bool ok_;
+  std::vector<uint8_t> rows_;
+  const uint8_t* cur_ = nullptr;  // the last row returned (one of the two halves of rows_)
+};
 
 // [n, channels>=3] pixels -> ids R + 256 G + 65536 B.
 void rgb_to_id(const uint8_t* pix, size_t n, uint32_t channels, uint32_t* ids);

@@ -2,7 +2,10 @@
 // before touching the hash map, so the map sees only segment boundaries.
 #include "ops/pq_eval/pq_core.h"
 
+#include "ops/png/png_core.h"
+
 #include <algorithm>
+#include <cstring>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -11,24 +14,89 @@ namespace pq {
 
 static constexpr uint64_t kOffset = 256ull * 256ull * 256ull;
 
+// (gt_id * 2^24 + pred_id) -> pixel count
+using PairCounts = std::unordered_map<uint64_t, int64_t>;
+
+static void count_pairs(const uint32_t* gt, const uint32_t* pred, size_t npix, PairCounts& pairs) {
+  if (npix == 0) return;
+  uint64_t cur = static_cast<uint64_t>(gt[0]) * kOffset + pred[0];
+  int64_t run = 0;
+  for (size_t i = 0; i < npix; ++i) {
+    const uint64_t key = static_cast<uint64_t>(gt[i]) * kOffset + pred[i];
+    if (key != cur) {
+      pairs[cur] += run;
+      cur = key;
+      run = 0;
+    }
+    ++run;
+  }
+  pairs[cur] += run;
+}
+
+static void stats_from_pairs(const PairCounts& pairs, const std::vector<GtSegment>& gts,
+                             const std::vector<PredSegment>& preds, ImageStats& out);
+
 void image_stats(const uint32_t* gt, const uint32_t* pred, size_t npix, const std::vector<GtSegment>& gts,
                  const std::vector<PredSegment>& preds, ImageStats& out) {
-  std::unordered_map<uint64_t, int64_t> pairs;
+  PairCounts pairs;
   pairs.reserve(256);
-  if (npix > 0) {
-    uint64_t cur = static_cast<uint64_t>(gt[0]) * kOffset + pred[0];
+  count_pairs(gt, pred, npix, pairs);
+  stats_from_pairs(pairs, gts, preds, out);
+}
+
+// Panoptic id R + 256 G + 65536 B of the pixel at p with one unaligned 4-byte load
+// (little-endian); reads p[3], which RowReader pads at the end of its rows.
+static inline uint32_t pixel_id4(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v & 0xFFFFFFu;
+}
+
+bool image_stats_png(const uint8_t* gt_raw, size_t gt_len, uint32_t gt_channels, const uint8_t* pred_raw,
+                     size_t pred_len, uint32_t pred_channels, uint32_t h, uint32_t w,
+                     const std::vector<GtSegment>& gts, const std::vector<PredSegment>& preds, ImageStats& out) {
+  png::RowReader gr(gt_raw, gt_len, h, w, gt_channels), pr(pred_raw, pred_len, h, w, pred_channels);
+  if (!gr.ok() || !pr.ok()) return false;
+  PairCounts pairs;
+  pairs.reserve(256);
+  // runs (key, length) of the last changed row, added `repeat` times once the rows change
+  std::vector<std::pair<uint64_t, int64_t>> runs;
+  int64_t repeat = 0;
+  auto flush = [&]() {
+    for (const auto& r : runs) pairs[r.first] += r.second * repeat;
+  };
+  for (uint32_t y = 0; y < h; ++y) {
+    bool gsame, psame;
+    const uint8_t* g = gr.next(&gsame);
+    const uint8_t* p = pr.next(&psame);
+    if (!g || !p) return false;
+    if (gsame && psame && y > 0) {
+      ++repeat;
+      continue;
+    }
+    flush();
+    runs.clear();
+    repeat = 1;
+    uint64_t cur = static_cast<uint64_t>(pixel_id4(g)) * kOffset + pixel_id4(p);
     int64_t run = 0;
-    for (size_t i = 0; i < npix; ++i) {
-      const uint64_t key = static_cast<uint64_t>(gt[i]) * kOffset + pred[i];
+    for (uint32_t x = 0; x < w; ++x, g += gt_channels, p += pred_channels) {
+      const uint64_t key = static_cast<uint64_t>(pixel_id4(g)) * kOffset + pixel_id4(p);
       if (key != cur) {
-        pairs[cur] += run;
+        runs.emplace_back(cur, run);
         cur = key;
         run = 0;
       }
       ++run;
     }
-    pairs[cur] += run;
+    if (w > 0) runs.emplace_back(cur, run);
   }
+  flush();
+  stats_from_pairs(pairs, gts, preds, out);
+  return true;
+}
+
+static void stats_from_pairs(const PairCounts& pairs, const std::vector<GtSegment>& gts,
+                             const std::vector<PredSegment>& preds, ImageStats& out) {
   std::vector<std::pair<uint64_t, int64_t>> sorted(pairs.begin(), pairs.end());
   std::sort(sorted.begin(), sorted.end());
 

@@ -39,5 +39,12 @@ struct ImageStats {
 void image_stats(const uint32_t* gt, const uint32_t* pred, size_t npix, const std::vector<GtSegment>& gts,
                  const std::vector<PredSegment>& preds, ImageStats& out);
 
+// The same from the inflated IDAT data of the two 8-bit RGB/RGBA PNGs (h rows of
+// w * channels + 1 bytes): rows are unfiltered and paired on the fly, never stored whole.
+// Returns false on corrupt or short image data.
+bool image_stats_png(const uint8_t* gt_raw, size_t gt_len, uint32_t gt_channels, const uint8_t* pred_raw,
+                     size_t pred_len, uint32_t pred_channels, uint32_t h, uint32_t w,
+                     const std::vector<GtSegment>& gts, const std::vector<PredSegment>& preds, ImageStats& out);
+
 }  // namespace pq
 }  // namespace knet
