@@ -187,6 +187,7 @@ def main() -> None:
     ]
     print(f"knet ops benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, median of {r}")
     print(f"{'op':<32} {'shape':<58} {'twin ms':>9} {'knet ms':>9} {'speedup':>8}")
+    bench_mask_conv("mask_conv", PANOPTIC, 1)  # warm up BLAS threads and allocator (first row was ~25% off)
     results: dict[str, dict] = {}
     for name, fn in cases:
         res = fn()
