@@ -125,3 +125,50 @@ def test_miou_in_memory_edges():
     assert (r.mIoU, r.mAcc, r.aAcc, r.fwIoU) == tuple(float(x) for x in ref[:4])
     with pytest.raises(KnetError):
         acc.add(np.zeros((2, 2)), np.zeros((3, 2), np.uint8))
+
+
+def _segments_of(ids, rng, crowd=False):
+    segs = []
+    for k, i in enumerate(np.unique(ids).tolist()):
+        if i == 0:
+            continue
+        s = {"id": i, "category_id": 1 + k % 3, "area": int((ids == i).sum())}
+        if crowd:
+            s["iscrowd"] = int(rng.integers(0, 4) == 0)
+        segs.append(s)
+    return segs
+
+
+@pytest.mark.parametrize("shape,gch,pch", [((37, 53), 3, 4), ((1, 7), 4, 3), ((64, 31), 3, 3)])
+def test_pq_fused_png_path_matches_id_maps(tmp_path, shape, gch, pch):
+    # the fused row-by-row path (inflate_panoptic + pq_image_stats_png) against the id-map path,
+    # on blocky maps with noise (PIL then picks every filter type: None/Sub/Up/Average/Paeth)
+    from knet.evaluation.panoptic import PanopticAccumulator
+    from knet.evaluation.png import inflate_panoptic
+
+    rng = np.random.default_rng(sum(shape) + gch)
+    h, w = shape
+    maps = []
+    for ch, name in ((gch, "g.png"), (pch, "p.png")):
+        blocks = rng.integers(0, 5, (h // 4 + 1, w // 4 + 1))
+        lab = np.kron(blocks, np.ones((4, 4), np.int64))[:h, :w]
+        lab[rng.random((h, w)) < 0.1] = 0
+        rgb = np.zeros((h, w, ch), np.uint8)
+        rgb[..., 0] = lab * 37 % 256
+        rgb[..., 1] = lab * 11
+        rgb[..., 2] = lab
+        if ch == 4:
+            rgb[..., 3] = rng.integers(0, 256, (h, w))  # alpha is ignored
+        Image.fromarray(rgb).save(tmp_path / name)
+        maps.append(read_panoptic_ids(tmp_path / name))
+    gt_segs, pred_segs = _segments_of(maps[0], rng, crowd=True), _segments_of(maps[1], rng)
+    acc = PanopticAccumulator([{"id": c, "isthing": c % 2} for c in (1, 2, 3)], chunks=1)
+    acc.add_image(maps[0], gt_segs, maps[1], pred_segs)
+    fused = acc.image_stats_png(inflate_panoptic(tmp_path / "g.png"), gt_segs, inflate_panoptic(tmp_path / "p.png"), pred_segs)
+    acc.add_stats(fused)
+    a, b = acc._images
+    for x, y in ((a.match_cat, b.match_cat), (a.match_iou, b.match_iou), (a.fn_cat, b.fn_cat), (a.fp_cat, b.fp_cat)):
+        assert np.array_equal(x, y)
+    gp = inflate_panoptic(tmp_path / "g.png")
+    with pytest.raises(KnetError, match="corrupt"):
+        acc.image_stats_png((h, w, gp[2], gp[3][:-1]), gt_segs, inflate_panoptic(tmp_path / "p.png"), pred_segs)
