@@ -15,6 +15,29 @@ static inline uint8_t paeth(int a, int b, int c) {
   return static_cast<uint8_t>(c);
 }
 
+// Paeth rows of BPP-byte pixels: the left (a) and upper-left (c) neighbours of each channel
+// stay in registers instead of being reloaded from the row just written (the filter is a
+// serial chain per channel; this keeps the BPP chains independent and short).
+template <int BPP>
+static void paeth_row(const uint8_t* src, const uint8_t* up, uint8_t* dst, size_t stride) {
+  int a[BPP], c[BPP];
+  for (int k = 0; k < BPP; ++k) {
+    a[k] = dst[k] = static_cast<uint8_t>(src[k] + up[k]);
+    c[k] = up[k];
+  }
+  for (size_t i = BPP; i < stride; i += BPP) {
+    for (int k = 0; k < BPP; ++k) {
+      const int b = up[i + k];
+      const int pa = std::abs(b - c[k]), pb = std::abs(a[k] - c[k]), pc = std::abs(a[k] + b - 2 * c[k]);
+      const int pred = (pa <= pb && pa <= pc) ? a[k] : (pb <= pc ? b : c[k]);
+      const int v = (src[i + k] + pred) & 0xFF;
+      dst[i + k] = static_cast<uint8_t>(v);
+      a[k] = v;
+      c[k] = b;
+    }
+  }
+}
+
 bool unfilter_row(uint8_t filter, const uint8_t* src, const uint8_t* up, uint8_t* dst, size_t stride, size_t bpp) {
   switch (filter) {
     case 0:
@@ -41,6 +64,13 @@ bool unfilter_row(uint8_t filter, const uint8_t* src, const uint8_t* up, uint8_t
       if (!up) {  // Paeth with an all-zero previous row is Sub
         for (size_t i = 0; i < bpp && i < stride; ++i) dst[i] = src[i];
         for (size_t i = bpp; i < stride; ++i) dst[i] = static_cast<uint8_t>(src[i] + dst[i - bpp]);
+        break;
+      }
+      if (stride % bpp == 0 && stride > 0 && (bpp == 3 || bpp == 4)) {
+        if (bpp == 3)
+          paeth_row<3>(src, up, dst, stride);
+        else
+          paeth_row<4>(src, up, dst, stride);
         break;
       }
       for (size_t i = 0; i < bpp && i < stride; ++i) dst[i] = static_cast<uint8_t>(src[i] + up[i]);
