@@ -172,3 +172,49 @@ def test_pq_fused_png_path_matches_id_maps(tmp_path, shape, gch, pch):
     gp = inflate_panoptic(tmp_path / "g.png")
     with pytest.raises(KnetError, match="corrupt"):
         acc.image_stats_png((h, w, gp[2], gp[3][:-1]), gt_segs, inflate_panoptic(tmp_path / "p.png"), pred_segs)
+
+
+def _unfilter_reference(raw: bytes, h: int, w: int, bpp: int) -> np.ndarray:
+    stride = w * bpp
+    out = np.zeros((h, stride), np.int64)
+    for y in range(h):
+        ft, src = raw[y * (stride + 1)], raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]
+        for i in range(stride):
+            a = out[y, i - bpp] if i >= bpp else 0
+            b = out[y - 1, i] if y else 0
+            c = out[y - 1, i - bpp] if (y and i >= bpp) else 0
+            if ft == 0:
+                pred = 0
+            elif ft == 1:
+                pred = a
+            elif ft == 2:
+                pred = b
+            elif ft == 3:
+                pred = (a + b) // 2
+            else:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if (pa <= pb and pa <= pc) else (b if pb <= pc else c)
+            out[y, i] = (src[i] + pred) % 256
+    return out.reshape(h, w, bpp).astype(np.uint8)
+
+
+@pytest.mark.parametrize("bpp", [1, 3, 4])
+def test_png_unfilter_every_filter_on_every_row(bpp):
+    from knet.evaluation.native import native
+
+    rng = np.random.default_rng(bpp)
+    h, w = 11, 7
+    for first in range(5):  # each filter type also on the first row (no previous row)
+        rows = []
+        for y in range(h):
+            ft = first if y == 0 else int(rng.integers(0, 5))
+            rows.append(bytes([ft]) + rng.integers(0, 256, w * bpp, dtype=np.uint8).tobytes())
+        raw = b"".join(rows)
+        ref = _unfilter_reference(raw, h, w, bpp)
+        got = native().png_unfilter(raw, h, w, bpp)
+        assert np.array_equal(got.reshape(h, w, bpp), ref), first
+        if bpp >= 3:
+            ids = native().png_unfilter_ids(raw, h, w, bpp)
+            r = ref.astype(np.uint32)
+            assert np.array_equal(ids, r[..., 0] + 256 * r[..., 1] + 65536 * r[..., 2])

@@ -38,12 +38,39 @@ static void paeth_row(const uint8_t* src, const uint8_t* up, uint8_t* dst, size_
   }
 }
 
+// Sub (up == nullptr) and Average rows of BPP-byte pixels, the left neighbour kept in registers.
+template <int BPP>
+static void sub_avg_row(const uint8_t* src, const uint8_t* up, uint8_t* dst, size_t stride) {
+  int a[BPP];
+  for (int k = 0; k < BPP; ++k) a[k] = 0;
+  for (size_t i = 0; i < stride; i += BPP) {
+    for (int k = 0; k < BPP; ++k) {
+      const int v = up ? (src[i + k] + ((a[k] + up[i + k]) >> 1)) & 0xFF : (src[i + k] + a[k]) & 0xFF;
+      dst[i + k] = static_cast<uint8_t>(v);
+      a[k] = v;
+    }
+  }
+}
+
+static bool fast_bpp(size_t stride, size_t bpp) { return stride > 0 && (bpp == 3 || bpp == 4) && stride % bpp == 0; }
+
+static void sub_avg(const uint8_t* src, const uint8_t* up, uint8_t* dst, size_t stride, size_t bpp) {
+  if (bpp == 3)
+    sub_avg_row<3>(src, up, dst, stride);
+  else
+    sub_avg_row<4>(src, up, dst, stride);
+}
+
 bool unfilter_row(uint8_t filter, const uint8_t* src, const uint8_t* up, uint8_t* dst, size_t stride, size_t bpp) {
   switch (filter) {
     case 0:
       std::memcpy(dst, src, stride);
       break;
     case 1:
+      if (fast_bpp(stride, bpp)) {
+        sub_avg(src, nullptr, dst, stride, bpp);
+        break;
+      }
       for (size_t i = 0; i < bpp && i < stride; ++i) dst[i] = src[i];
       for (size_t i = bpp; i < stride; ++i) dst[i] = static_cast<uint8_t>(src[i] + dst[i - bpp]);
       break;
@@ -54,6 +81,10 @@ bool unfilter_row(uint8_t filter, const uint8_t* src, const uint8_t* up, uint8_t
         std::memcpy(dst, src, stride);
       break;
     case 3:
+      if (up && fast_bpp(stride, bpp)) {  // (the first row, without up, averages with 0: generic loop)
+        sub_avg(src, up, dst, stride, bpp);
+        break;
+      }
       for (size_t i = 0; i < stride; ++i) {
         const int a = i >= bpp ? dst[i - bpp] : 0;
         const int b = up ? up[i] : 0;
@@ -66,7 +97,7 @@ bool unfilter_row(uint8_t filter, const uint8_t* src, const uint8_t* up, uint8_t
         for (size_t i = bpp; i < stride; ++i) dst[i] = static_cast<uint8_t>(src[i] + dst[i - bpp]);
         break;
       }
-      if (stride % bpp == 0 && stride > 0 && (bpp == 3 || bpp == 4)) {
+      if (fast_bpp(stride, bpp)) {
         if (bpp == 3)
           paeth_row<3>(src, up, dst, stride);
         else
