@@ -7,6 +7,7 @@ TORCH_SPEC ?= torch==2.14.1
 MAX_JOBS   ?= 2
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.knet-deps
+INSTALLED  := $(VENV)/.knet-installed
 
 .PHONY: setup build ctest test demo bench clean
 
@@ -21,11 +22,18 @@ $(STAMP): requirements-dev.txt
 
 setup: $(STAMP)
 
+# The extensions are built in place (incremental: ./build keeps the objects, so a rebuild only
+# compiles what changed), then the package is installed editable without rebuilding them.
 build: setup
-	MAX_JOBS=$(MAX_JOBS) $(BIN)/pip install -v --no-build-isolation --no-deps -e . > build.log 2>&1 \
+	MAX_JOBS=$(MAX_JOBS) $(BIN)/python setup.py build_ext --inplace > build.log 2>&1 \
 	  || (tail -n 80 build.log; echo "knet: build failed, full log in build.log"; exit 1)
-	grep -A 13 'knet build configuration' build.log | head -n 14
+	grep -A 14 'knet build configuration' build.log | head -n 15
+	$(MAKE) --no-print-directory $(INSTALLED)
 	$(BIN)/knet info
+
+$(INSTALLED): setup.py
+	KNET_SKIP_EXT=1 $(BIN)/pip install -q --no-build-isolation --no-deps -e .
+	touch $(INSTALLED)
 
 ctest: setup
 	$(BIN)/cmake -S . -B build-cmake -G Ninja -DCMAKE_BUILD_TYPE=Release \

@@ -158,7 +158,9 @@ def _read_version() -> str:
     raise RuntimeError("knet/__init__.py has no __version__")
 
 
-ext_modules, cmdclass = _extensions()
+# KNET_SKIP_EXT=1 installs the Python package only: the Makefile builds the extensions in place
+# first (`setup.py build_ext --inplace`, incremental through ./build), then installs without them.
+ext_modules, cmdclass = ([], {}) if _env_flag("KNET_SKIP_EXT") else _extensions()
 
 setup(
     name="knet",
