@@ -17,10 +17,9 @@ where panopticapi raises ZeroDivisionError.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +71,7 @@ class PanopticAccumulator:
 
     def __init__(self, categories: list[dict], *, chunks: int | None = None) -> None:
         self.categories = {int(c["id"]): c for c in categories}  # GT order, like panopticapi's dict
-        self.chunks = chunks or multiprocessing.cpu_count()
+        self.chunks = chunks or os.cpu_count() or 1  # = multiprocessing.cpu_count()
         self.reset()
 
     def reset(self) -> None:
@@ -180,6 +179,45 @@ class PanopticAccumulator:
         return PanopticEvalResult(groups=groups, per_class=per_class, cat_names=names)
 
 
+def _ordered_map(fn, items: list, threads: int):
+    """fn over items on `threads` threads, yielded in order (an exception is re-raised at its
+    item). Plain threads: concurrent.futures / multiprocessing cost start-up time and memory."""
+    n = len(items)
+    results: list = [None] * n
+    errors: list = [None] * n
+    done = [threading.Event() for _ in range(n)]
+    next_item = iter(range(n))
+    lock = threading.Lock()
+    stop = False
+
+    def worker() -> None:
+        while not stop:
+            with lock:
+                i = next(next_item, None)
+            if i is None:
+                return
+            try:
+                results[i] = fn(items[i])
+            except BaseException as exc:  # handed to the consumer, re-raised in item order
+                errors[i] = exc
+            done[i].set()
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, min(threads, n)))]
+    for t in pool:
+        t.start()
+    try:
+        for i in range(n):
+            done[i].wait()
+            if errors[i] is not None:
+                raise errors[i]
+            yield results[i]
+            results[i] = None
+    finally:
+        stop = True
+        for t in pool:
+            t.join()
+
+
 def _load_panoptic_json(path, what: str) -> dict:
     data = load_json(path, what=what) if not isinstance(path, dict) else path
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
@@ -225,11 +263,10 @@ def evaluate_panoptic(
             return None, read_panoptic_ids(gt_dir / g["file_name"]), read_panoptic_ids(pred_dir / p["file_name"])
         return acc.image_stats_png(gp, g["segments_info"], pp, p["segments_info"], image=image_name(g, p)), None, None
 
-    with ThreadPoolExecutor(max_workers=threads or min(2, os.cpu_count() or 1)) as pool:
-        # the statistics are added in annotation order (panopticapi's reduction order)
-        for (g, p), (stats, gid, pid) in zip(pairs, pool.map(work, pairs)):
-            if stats is not None:
-                acc.add_stats(stats, image=image_name(g, p))
-            else:
-                acc.add_image(gid, g["segments_info"], pid, p["segments_info"], image=image_name(g, p))
+    # the statistics are added in annotation order (panopticapi's reduction order)
+    for (g, p), (stats, gid, pid) in zip(pairs, _ordered_map(work, pairs, threads or min(2, os.cpu_count() or 1))):
+        if stats is not None:
+            acc.add_stats(stats, image=image_name(g, p))
+        else:
+            acc.add_image(gid, g["segments_info"], pid, p["segments_info"], image=image_name(g, p))
     return acc.result()
