@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per measurement (median)")
     parser.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
+    parser.add_argument("--only", default=None, help="run only the rows whose name contains this (e.g. adaptive_gate)")
     args = parser.parse_args()
 
     if not extension.has_ext():
@@ -185,6 +186,8 @@ def main() -> None:
         ("adaptive_gate@M600", lambda: bench_gate(600, 256, r)),
         ("mask_iou", lambda: bench_mask_iou(r)),
     ]
+    if args.only is not None:
+        cases = [(name, fn) for name, fn in cases if args.only in name]
     print(f"knet ops benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, median of {r}")
     print(f"{'op':<32} {'shape':<58} {'twin ms':>9} {'knet ms':>9} {'speedup':>8}")
     bench_mask_conv("mask_conv", PANOPTIC, 1)  # warm up BLAS threads and allocator (first row was ~25% off)

@@ -51,7 +51,8 @@ def test_gradcheck_fp64(seed):
     assert torch.autograd.gradcheck(adaptive_gate, tuple(tensors))
 
 
-@pytest.mark.parametrize("shape", [(153, 256), (0, 8), (3, 71)])
+# (1100, 64) is large enough to be split over threads (per-chunk parameter-gradient sums)
+@pytest.mark.parametrize("shape", [(153, 256), (0, 8), (3, 71), (1100, 64)])
 def test_backward_matches_twin(shape):
     acts, params = _inputs(*shape, dtype=torch.float64, seed=7)
     tensors = [t.requires_grad_(True) for t in acts + params]

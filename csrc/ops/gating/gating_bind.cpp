@@ -12,10 +12,17 @@ namespace knet {
 namespace {
 
 // rows may be strided (slices of the linear layers' outputs); the Cf axis must be unit-stride
+// (the checks skip the dispatcher calls of no-op .to()/.contiguous(): this op is tiny per call)
 at::Tensor prepare_rows(const at::Tensor& t, at::ScalarType ct) {
-  at::Tensor r = t.to(ct);
+  at::Tensor r = t.scalar_type() == ct ? t : t.to(ct);
   return r.stride(1) == 1 && r.stride(0) >= r.size(1) ? r : r.contiguous();
 }
+
+at::Tensor prepare_vec(const at::Tensor& t, at::ScalarType ct) {
+  return t.scalar_type() == ct && t.is_contiguous() ? t : prepare(t, ct);
+}
+
+at::Tensor cast_back(const at::Tensor& t, at::ScalarType dt) { return t.scalar_type() == dt ? t : t.to(dt); }
 
 void unpack(const std::vector<at::Tensor>& acts_in, const std::vector<at::Tensor>& params_in, GateActs& acts,
             GateParams& params, at::ScalarType& ct) {
@@ -33,7 +40,7 @@ void unpack(const std::vector<at::Tensor>& acts_in, const std::vector<at::Tensor
     TORCH_CHECK(params_in[i].dim() == 1 && params_in[i].size(0) == cf, "adaptive_gate: parameter ", i, " has shape ",
                 params_in[i].sizes(), ", expected [", cf, "]");
     check_same_device(acts_in[0], params_in[i], "adaptive_gate");
-    params[i] = prepare(params_in[i], ct);
+    params[i] = prepare_vec(params_in[i], ct);
   }
 }
 
@@ -53,7 +60,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const std::vector<at::Tensor>& acts_i
   } else {
     res = adaptive_gate_forward_cpu(acts, params, eps);
   }
-  return {std::get<0>(res).to(acts_in[0].scalar_type()), std::get<1>(res)};
+  return {cast_back(std::get<0>(res), acts_in[0].scalar_type()), std::get<1>(res)};
 }
 
 std::vector<at::Tensor> backward(const at::Tensor& grad, const std::vector<at::Tensor>& acts_in,
@@ -62,7 +69,7 @@ std::vector<at::Tensor> backward(const at::Tensor& grad, const std::vector<at::T
   GateParams params;
   at::ScalarType ct;
   unpack(acts_in, params_in, acts, params, ct);
-  const at::Tensor g = prepare(grad, ct), st = prepare(stats, ct);
+  const at::Tensor g = prepare_vec(grad, ct), st = prepare_vec(stats, ct);
   TORCH_CHECK(g.sizes() == acts[0].sizes(), "adaptive_gate: grad has shape ", g.sizes());
   std::vector<at::Tensor> grads;
   if (acts[0].is_cuda()) {
@@ -74,8 +81,8 @@ std::vector<at::Tensor> backward(const at::Tensor& grad, const std::vector<at::T
   } else {
     grads = adaptive_gate_backward_cpu(g, acts, params, st);
   }
-  for (int j = 0; j < 4; ++j) grads[j] = grads[j].to(acts_in[j].scalar_type());
-  for (int i = 0; i < 8; ++i) grads[4 + i] = grads[4 + i].to(params_in[i].scalar_type());
+  for (int j = 0; j < 4; ++j) grads[j] = cast_back(grads[j], acts_in[j].scalar_type());
+  for (int i = 0; i < 8; ++i) grads[4 + i] = cast_back(grads[4 + i], params_in[i].scalar_type());
   return grads;
 }
 

@@ -19,6 +19,11 @@ namespace {
 
 using cpu::Vec;
 
+// Rows per task: a thread wake-up costs tens of microseconds while a row of Cf elements costs
+// well under one, so only split problems with at least ~64K elements per task (M=153 x 256
+// runs inline on the calling thread; M=600 x 256 is split in two).
+inline int64_t row_grain(int64_t cf) { return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(cf, 1)); }
+
 template <typename T>
 struct Rows {
   const T* x[4];
@@ -112,7 +117,7 @@ inline void row_stats(const T* x, int64_t n, T eps, T& mean, T& rstd) {
 
 template <typename T>
 void forward_rows(const Rows<T>& r, int64_t m, int64_t cf, T eps, T* out, T* stats) {
-  at::parallel_for(0, m, 8, [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, m, row_grain(cf), [&](int64_t r0, int64_t r1) {
     for (int64_t row = r0; row < r1; ++row) {
       const T* x[4];
       T mean[4], rstd[4];
@@ -135,16 +140,20 @@ void forward_rows(const Rows<T>& r, int64_t m, int64_t cf, T eps, T* out, T* sta
 }
 
 template <typename T>
-void backward_rows(const Rows<T>& r, const T* grad, const T* stats, int64_t m, int64_t cf, T* const* dx, T* dparams) {
-  // fixed row chunks with their own parameter-gradient partial sums (deterministic reduction)
+void backward_rows(const Rows<T>& r, const T* grad, const T* stats, int64_t m, int64_t cf, T* const* dx,
+                   T* const* dparams) {
+  // fixed row chunks with their own parameter-gradient partial sums (deterministic reduction);
+  // a single chunk accumulates straight into dparams (zeroed by the caller)
   const int64_t threads = at::get_num_threads();
-  const int64_t chunk = std::max<int64_t>(16, (m + 2 * threads - 1) / (2 * threads));
+  const int64_t grain = row_grain(cf);
+  const int64_t chunk = std::max<int64_t>(grain, (m + threads - 1) / threads);
   const int64_t chunks = (m + chunk - 1) / chunk;
-  std::vector<T> partial(chunks * 8 * cf, T(0));
+  std::vector<T> partial(chunks > 1 ? chunks * 8 * cf : 0, T(0));
   at::parallel_for(0, chunks, 1, [&](int64_t k0, int64_t k1) {
     std::vector<T> buf(8 * cf);  // dL/dxhat (4 rows) and xhat (4 rows) of the current row
     for (int64_t k = k0; k < k1; ++k) {
-      T* pk = partial.data() + k * 8 * cf;  // [dw0, db0, dw1, db1, ...]
+      T* pk[8];  // [dw0, db0, dw1, db1, ...]
+      for (int i = 0; i < 8; ++i) pk[i] = chunks > 1 ? partial.data() + (k * 8 + i) * cf : dparams[i];
       for (int64_t row = k * chunk; row < std::min(m, (k + 1) * chunk); ++row) {
         const T* x[4];
         T mean[4], rstd[4];
@@ -166,8 +175,8 @@ void backward_rows(const Rows<T>& r, const T* grad, const T* stats, int64_t m, i
           adaptive_gate_mix_backward(ld<V>(g + c), sig(y[kGateIn]), sig(y[kGateUp]), y[kFeatOut], y[kKernelOut],
                                      d[kGateIn], d[kGateUp], d[kFeatOut], d[kKernelOut]);
           for (int j = 0; j < 4; ++j) {
-            T* dw = pk + (2 * j) * cf + c;
-            T* db = pk + (2 * j + 1) * cf + c;
+            T* dw = pk[2 * j] + c;
+            T* db = pk[2 * j + 1] + c;
             st<V>(dw, ld<V>(dw) + d[j] * xh[j]);
             st<V>(db, ld<V>(db) + d[j]);
             const V dxh = d[j] * ld<V>(r.w[j] + c);  // dL/dxhat
@@ -200,9 +209,10 @@ void backward_rows(const Rows<T>& r, const T* grad, const T* stats, int64_t m, i
       }
     }
   });
-  for (int64_t k = 0; k < chunks; ++k) {
+  for (int64_t k = 0; k < (chunks > 1 ? chunks : 0); ++k) {
     const T* pk = partial.data() + k * 8 * cf;
-    for (int64_t i = 0; i < 8 * cf; ++i) dparams[i] += pk[i];
+    for (int i = 0; i < 8; ++i)
+      for (int64_t c = 0; c < cf; ++c) dparams[i][c] += pk[i * cf + c];
   }
 }
 
@@ -226,16 +236,17 @@ std::vector<at::Tensor> adaptive_gate_backward_cpu(const at::Tensor& grad, const
   const int64_t m = acts[0].size(0), cf = acts[0].size(1);
   std::vector<at::Tensor> grads;
   for (int j = 0; j < 4; ++j) grads.push_back(at::empty({m, cf}, acts[0].options()));
-  at::Tensor dparams = at::zeros({8, cf}, acts[0].options());
+  for (int i = 0; i < 8; ++i) grads.push_back(at::zeros({cf}, acts[0].options()));  // separate (no aliasing)
   if (m > 0) {
     AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "adaptive_gate_backward_cpu", [&] {
       scalar_t* dx[4];
+      scalar_t* dparams[8];
       for (int j = 0; j < 4; ++j) dx[j] = grads[j].data_ptr<scalar_t>();
+      for (int i = 0; i < 8; ++i) dparams[i] = grads[4 + i].data_ptr<scalar_t>();
       backward_rows(rows_of<scalar_t>(acts, params), grad.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>(), m, cf, dx,
-                    dparams.data_ptr<scalar_t>());
+                    dparams);
     });
   }
-  for (int i = 0; i < 8; ++i) grads.push_back(dparams[i].clone());  // separate tensors (no aliasing)
   return grads;
 }
 
