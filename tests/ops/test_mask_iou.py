@@ -73,3 +73,80 @@ def test_cuda_matches_cpu():
     gm = torch.from_numpy(_masks(rng, 7, 33, 65))
     crowd = torch.tensor([0, 1, 0, 0, 1, 0, 0])
     assert torch.equal(mask_iou(dm.cuda(), gm.cuda(), crowd).cpu(), mask_iou(dm, gm, crowd))
+
+
+def _blobs(rng, n, h, w):
+    """Ellipses (one interval per column: the column-profile path) and non-convex masks (two
+    intervals in a column, random noise: the run-merge path), some empty, some on the border."""
+    yy, xx = np.mgrid[:h, :w]
+    out = np.zeros((n, h, w), np.uint8)
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            continue
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        ry, rx = rng.uniform(0.5, max(h / 2, 1)), rng.uniform(0.5, max(w / 2, 1))
+        out[i] = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+        if kind == 2:
+            out[i, h // 3 : h // 3 + 2] = 0  # splits columns into two runs
+        elif kind == 3:
+            out[i] |= rng.random((h, w)) < 0.05
+    return out
+
+
+@pytest.mark.parametrize("shape", [(40, 17, 48, 64), (9, 5, 1, 70), (6, 3, 70, 1), (120, 20, 96, 128)])
+def test_rle_iou_many_masks_threads_and_profiles(shape):
+    m, n, h, w = shape
+    rng = np.random.default_rng(m * n)
+    dm, gm = _blobs(rng, m, h, w), _blobs(rng, n, h, w)
+    crowd = (np.arange(n) % 3 == 0).astype(np.uint8)
+    d = cmask.encode(np.asfortranarray(dm.transpose(1, 2, 0)))
+    g = cmask.encode(np.asfortranarray(gm.transpose(1, 2, 0)))
+    ref = np.asarray(cmask.iou(d, g, crowd.tolist())).reshape(m, n)
+    for threads in (1, 2):
+        prev = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            assert np.array_equal(mask_iou(d, g, crowd), ref)  # bytes counts
+        finally:
+            torch.set_num_threads(prev)
+    as_str = [{"size": r["size"], "counts": r["counts"].decode()} for r in d]
+    assert np.array_equal(mask_iou(as_str, tuple(g), crowd.tolist()), ref)  # str counts, tuple input
+
+
+def test_rle_iou_mixed_sizes_and_list_counts():
+    rng = np.random.default_rng(11)
+    dm = _blobs(rng, 8, 20, 30)
+    d = cmask.encode(np.asfortranarray(dm.transpose(1, 2, 0)))
+    g = d[:3] + cmask.encode(np.ones((21, 30, 2), np.uint8, order="F")) + cmask.encode(np.ones((20, 31, 1), np.uint8, order="F"))
+    crowd = [0, 1, 0, 1, 0, 0]
+    ref = np.asarray(cmask.iou(d, g, crowd)).reshape(8, 6)
+    assert (ref == -1).any()
+    assert np.array_equal(mask_iou(d, g, crowd), ref)
+    # uncompressed counts (lists of ints) with zero-length runs inserted: the same masks, but
+    # rleToBbox sees the extra runs (an empty mask gets a non-empty box), so compare with
+    # pycocotools on the same counts
+    lists = [{"size": r["size"], "counts": _counts(r)} for r in d[:3]]
+    ref_lists = np.asarray(cmask.iou(cmask.frPyObjects(lists, 20, 30), g, crowd)).reshape(3, 6)
+    assert np.array_equal(mask_iou(lists, g, crowd), ref_lists)
+
+
+def _counts(r):
+    """Run lengths of a compressed RLE (background first) with zero-length runs inserted."""
+    mask = cmask.decode(r).flatten(order="F")
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(mask)) + 1, [mask.size]])
+    runs = np.diff(bounds).tolist()
+    if mask[0]:
+        runs = [0] + runs
+    return runs[:1] + [0, 0] + runs[1:] + [0, 0]
+
+
+def test_rle_iou_zero_length_runs_follow_the_walk():
+    """pycocotools' run walk stops early when both masks reach empty runs at once (here at the
+    start: IoU 0 although the masks overlap); knet follows it for such counts."""
+    d = [{"size": [5, 6], "counts": [0, 0, 0, 9, 0, 0, 1, 20]}]
+    g = [{"size": [5, 6], "counts": [0, 0, 2, 1, 12, 1, 6, 2, 6, 0, 0]}, {"size": [5, 6], "counts": [3, 1, 26, 0]}]
+    ref = np.asarray(cmask.iou(cmask.frPyObjects(d, 5, 6), cmask.frPyObjects(g, 5, 6), [0, 1])).reshape(1, 2)
+    assert ref[0, 0] == 0
+    assert np.array_equal(mask_iou(d, g, [0, 1]), ref)
+    assert np.array_equal(mask_iou(cmask.frPyObjects(d, 5, 6), cmask.frPyObjects(g, 5, 6), [0, 1]), ref)

@@ -2,6 +2,7 @@
 // walks the runs of both masks like pycocotools' rleIou, after its box prefilter.
 #include "ops/mask_iou/mask_iou.h"
 
+#include <cmath>
 #include <cstring>
 
 #if defined(__AVX2__)
@@ -19,6 +20,286 @@ void rle_iou_matrix(const rle::Rle* const* dt, size_t m, const rle::Rle* const* 
     for (size_t g = 0; g < n; ++g) {
       const bool crowd = iscrowd != nullptr && iscrowd[g];
       out[d * n + g] = rle::rle_iou(*dt[d], *gt[g], dt_boxes + 4 * d, gt_boxes + 4 * g, crowd);
+    }
+  }
+}
+
+size_t counts_to_intervals(const uint32_t* cnts, size_t k, uint32_t* iv) {
+  uint32_t cc = 0;
+  size_t n = 0;
+  for (size_t j = 0; j < k; ++j) {
+    const uint32_t next = cc + cnts[j];
+    if ((j & 1) && next != cc) {
+      if (n > 0 && iv[2 * n - 1] == cc) {
+        iv[2 * n - 1] = next;  // a zero-length background run between two foreground runs
+      } else {
+        iv[2 * n] = cc;
+        iv[2 * n + 1] = next;
+        ++n;
+      }
+    }
+    cc = next;
+  }
+  return n;
+}
+
+namespace {
+
+// Accumulates counts one at a time: rleToBbox (pycocotools 2.0.11, without its divisions when
+// the next run boundary lies in the same or the next column), rleArea and the intervals.
+class RunBuilder {
+ public:
+  RunBuilder(uint32_t h, uint32_t w, uint32_t* iv, int32_t* cs, int32_t* ce)
+      : h_(h), w_(w), iv_(iv), cs_(cs), ce_(ce), simple_(cs != nullptr && ce != nullptr), xs_(w), ys_(h) {}
+
+  inline void add(uint32_t c) {
+    const uint32_t prev = cc_;
+    cc_ += c;
+    zero_run_ |= (c == 0) & (j_ > 0);
+    if (j_ & 1) {
+      area_ += c;
+      if (cc_ != prev) {
+        if (n_ > 0 && iv_[2 * n_ - 1] == prev) {
+          iv_[2 * n_ - 1] = cc_;
+        } else {
+          iv_[2 * n_] = prev;
+          iv_[2 * n_ + 1] = cc_;
+          ++n_;
+        }
+      }
+      // rleToBbox of pycocotools 2.0.11: each non-empty foreground run [prev, cc) widens the
+      // box; a run crossing columns spans all rows
+      if (c != 0) {
+        uint32_t x0, y0, x1, y1;
+        locate(prev, x0, y0);
+        locate(cc_ - 1, x1, y1);
+        xs_ = xs_ < x0 ? xs_ : x0;
+        xe_ = xe_ > x1 ? xe_ : x1;
+        if (x0 < x1) {
+          ys_ = 0;
+          ye_ = h_ - 1;
+        } else {
+          ys_ = ys_ < y0 ? ys_ : y0;
+          ye_ = ye_ > y1 ? ye_ : y1;
+        }
+        if (simple_) profile(x0, y0, x1, y1);
+      }
+    }
+    ++j_;
+  }
+
+  void finish(RunMask& out) {
+    out.h = h_;
+    out.w = w_;
+    out.area = area_;
+    out.iv = iv_;
+    out.n = n_;
+    out.zero_run = zero_run_;
+    out.col_start = cs_;
+    out.col_end = ce_;
+    out.simple = simple_ && static_cast<uint64_t>(cc_) <= static_cast<uint64_t>(h_) * w_;
+    if (j_ < 2) {
+      out.box[0] = out.box[1] = out.box[2] = out.box[3] = 0;
+      return;
+    }
+    out.box[0] = xs_;
+    out.box[2] = xe_ - xs_ + 1;
+    out.box[1] = ys_;
+    out.box[3] = ye_ - ys_ + 1;
+  }
+
+ private:
+  // foreground run from (x0, y0) to (x1, y1) inclusive, column-major
+  inline void profile(uint32_t x0, uint32_t y0, uint32_t x1, uint32_t y1) {
+    if (x1 >= w_ || x1 < x0) {
+      simple_ = false;
+      return;
+    }
+    if (x0 == x1) {
+      put(x0, y0, y1 + 1);
+      return;
+    }
+    put(x0, y0, h_);
+    for (uint32_t x = x0 + 1; x < x1; ++x) put(x, 0, h_);
+    put(x1, 0, y1 + 1);
+  }
+
+  inline void put(uint32_t x, uint32_t a, uint32_t b) {
+    const int32_t e = ce_[x];
+    if (e == 0) {
+      cs_[x] = static_cast<int32_t>(a);
+      ce_[x] = static_cast<int32_t>(b);
+    } else if (e == static_cast<int32_t>(a)) {
+      ce_[x] = static_cast<int32_t>(b);  // continues the column's interval (zero-length gap)
+    } else {
+      simple_ = false;  // a second interval in this column
+    }
+  }
+
+  // x = t / h, y = t % h, tracking the current column start to skip the division
+  inline void locate(uint32_t t, uint32_t& x, uint32_t& y) {
+    if (h_ == 0) {  // a 0-row mask with foreground counts: malformed, keep it harmless
+      x = y = 0;
+      return;
+    }
+    const uint64_t d = static_cast<uint64_t>(t) - col_start_;
+    if (t >= col_start_ && d < h_) {
+      x = col_;
+      y = static_cast<uint32_t>(d);
+    } else if (t >= col_start_ && d < 2ull * h_) {
+      x = ++col_;
+      col_start_ += h_;
+      y = static_cast<uint32_t>(d - h_);
+    } else {
+      y = t % h_;
+      x = (t - y) / h_;
+      col_ = x;
+      col_start_ = static_cast<uint64_t>(x) * h_;
+    }
+  }
+
+  uint32_t h_, w_;
+  uint32_t* iv_;
+  int32_t* cs_;
+  int32_t* ce_;
+  bool simple_;
+  bool zero_run_ = false;
+  uint32_t xs_, ys_, xe_ = 0, ye_ = 0;
+  uint32_t cc_ = 0, area_ = 0;
+  uint32_t col_ = 0;
+  uint64_t col_start_ = 0;
+  size_t j_ = 0, n_ = 0;
+};
+
+}  // namespace
+
+void runs_from_counts(const uint32_t* cnts, size_t k, uint32_t h, uint32_t w, uint32_t* iv, RunMask& out) {
+  RunBuilder b(h, w, iv, out.col_start, out.col_end);
+  for (size_t j = 0; j < k; ++j) b.add(cnts[j]);
+  b.finish(out);
+}
+
+void runs_from_string(const char* s, size_t len, uint32_t h, uint32_t w, uint32_t* iv, RunMask& out) {
+  // rleFrString: 5 bits per character (+48), bit 0x20 = more, sign bit 0x10 on the last one;
+  // counts[m] += counts[m-2] for m > 2. Stops at len (or a NUL) like knet::rle::from_string.
+  RunBuilder b(h, w, iv, out.col_start, out.col_end);
+  uint32_t prev1 = 0, prev2 = 0;
+  size_t m = 0, p = 0;
+  while (p < len && s[p]) {
+    long x = 0;
+    int k = 0;
+    bool more = true;
+    while (more) {
+      const char c = (p < len) ? static_cast<char>(s[p] - 48) : static_cast<char>(0);
+      x |= static_cast<long>(c & 0x1f) << (5 * k);
+      more = (c & 0x20) != 0;
+      ++p;
+      ++k;
+      if (!more && (c & 0x10)) x |= static_cast<long>(-1L) << (5 * k);
+      if (p >= len && more) more = false;
+    }
+    if (m > 2) x += static_cast<long>(prev2);
+    const uint32_t v = static_cast<uint32_t>(x);
+    b.add(v);
+    prev2 = prev1;
+    prev1 = v;
+    ++m;
+  }
+  b.finish(out);
+}
+
+static inline size_t first_ending_after(const uint32_t* iv, size_t n, uint32_t lo) {
+  // first interval whose end > lo (ends are increasing)
+  size_t a = 0, b = n;
+  while (a < b) {
+    const size_t mid = (a + b) / 2;
+    if (iv[2 * mid + 1] > lo)
+      b = mid;
+    else
+      a = mid + 1;
+  }
+  return a;
+}
+
+uint32_t intervals_intersection(const uint32_t* a, size_t na, const uint32_t* b, size_t nb, uint32_t lo,
+                                uint32_t hi) {
+  size_t i = first_ending_after(a, na, lo), j = first_ending_after(b, nb, lo);
+  uint32_t inter = 0;
+  while (i < na && j < nb) {
+    const uint32_t as = a[2 * i], ae = a[2 * i + 1], bs = b[2 * j], be = b[2 * j + 1];
+    if (as >= hi || bs >= hi) break;
+    const uint32_t s = as > bs ? as : bs;
+    const uint32_t e = ae < be ? ae : be;
+    inter += e > s ? e - s : 0;
+    const bool adv_a = ae <= be;
+    i += adv_a;
+    j += !adv_a;
+  }
+  return inter;
+}
+
+// |A & B| of two column profiles over columns [x0, x1): vectorised by the compiler.
+static uint32_t profile_intersection(const RunMask& a, const RunMask& b, uint32_t x0, uint32_t x1) {
+  if (x1 > a.w) x1 = a.w;
+  const int32_t* __restrict as = a.col_start;
+  const int32_t* __restrict ae = a.col_end;
+  const int32_t* __restrict bs = b.col_start;
+  const int32_t* __restrict be = b.col_end;
+  int32_t acc = 0;
+  for (uint32_t x = x0; x < x1; ++x) {
+    const int32_t s = as[x] > bs[x] ? as[x] : bs[x];
+    const int32_t e = ae[x] < be[x] ? ae[x] : be[x];
+    const int32_t d = e - s;
+    acc += d > 0 ? d : 0;
+  }
+  return static_cast<uint32_t>(acc);
+}
+
+void run_iou_rows(const RunMask* dt, const RunMask* gt, size_t n, const uint8_t* iscrowd, double* out,
+                  size_t row_begin, size_t row_end) {
+  for (size_t d = row_begin; d < row_end; ++d) {
+    const RunMask& D = dt[d];
+    for (size_t g = 0; g < n; ++g) {
+      const RunMask& G = gt[g];
+      const bool crowd = iscrowd != nullptr && iscrowd[g];
+      // pycocotools bbIou, then rleIou on the pairs whose boxes overlap
+      const double o = rle::bbox_iou(D.box, G.box, crowd);
+      double r = o;
+      if (o > 0) {
+        if (D.h != G.h || D.w != G.w) {
+          r = -1;
+        } else if (D.exact != nullptr || G.exact != nullptr) {
+          uint32_t i, u;
+          rle::inter_union(*D.exact, *G.exact, i, u);  // the literal walk (see RunMask::zero_run)
+          if (i == 0)
+            u = 1;
+          else if (crowd)
+            u = D.area;
+          r = static_cast<double>(i) / static_cast<double>(u);
+        } else {
+          // overlapping columns of the two boxes -> pixel range [lo, hi) in column-major order
+          // (clamped to [0, w]: boxes of odd RLEs can be wider, see rleToBbox's uint wrap)
+          const double wd = static_cast<double>(D.w);
+          const double x0 = std::fmin(wd, D.box[0] > G.box[0] ? D.box[0] : G.box[0]);
+          const double x1 = std::fmin(wd, (D.box[0] + D.box[2]) < (G.box[0] + G.box[2]) ? (D.box[0] + D.box[2]) : (G.box[0] + G.box[2]));
+          const uint32_t lo = static_cast<uint32_t>(x0) * D.h, hi = static_cast<uint32_t>(x1) * D.h;
+          const uint32_t i = (D.simple && G.simple)
+                                 ? profile_intersection(D, G, static_cast<uint32_t>(x0), static_cast<uint32_t>(x1))
+                                 : intervals_intersection(D.iv, D.n, G.iv, G.n, lo, hi);
+          if (i == 0) {
+            r = 0.0;
+          } else {
+            uint32_t u;
+            if (crowd) {
+              u = D.area;
+            } else {
+              u = D.area + G.area - i;
+            }
+            r = static_cast<double>(i) / static_cast<double>(u);
+          }
+        }
+      }
+      out[d * n + g] = r;
     }
   }
 }
