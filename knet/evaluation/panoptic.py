@@ -13,21 +13,25 @@ parts like np.array_split (panopticapi uses one per CPU, multiprocessing.cpu_cou
 summed in order inside a part, parts added in order, classes averaged in GT category order, so
 the floats are the same to the last bit. A group with no class (e.g. no stuff) gives nan
 where panopticapi raises ZeroDivisionError.
+
+evaluate_panoptic reads each pair of PNG files and hands the bytes to one C++ call without the
+GIL (csrc/ops/pq_eval image_stats_files): chunk walk, knet's own streaming inflate
+(csrc/ops/png/inflate_core), unfiltering and pair counting a scanline at a time, two images at
+once. Nothing on this path imports numpy: segments go in and statistics come back as lists
+(numpy is imported only when a caller hands in id maps, or for a PNG flavour PIL decodes).
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections import defaultdict
 import threading
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from knet.errors import KnetError
 from knet.evaluation.jsonio import load_json
-from knet.evaluation.png import inflate_panoptic, read_panoptic_ids
 from knet.evaluation.native import native as ext
 
 GROUPS = (("All", None), ("Things", True), ("Stuff", False))
@@ -35,10 +39,10 @@ GROUPS = (("All", None), ("Things", True), ("Stuff", False))
 
 @dataclass
 class _ImageStats:
-    match_cat: np.ndarray
-    match_iou: np.ndarray
-    fn_cat: np.ndarray
-    fp_cat: np.ndarray
+    match_cat: list[int]  # in panopticapi's order
+    match_iou: list[float]
+    fn_cat: list[int]
+    fp_cat: list[int]
 
 
 @dataclass
@@ -61,7 +65,7 @@ class PanopticEvalResult:
         return out
 
     def as_dict(self) -> dict:
-        out = {name: {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in g.items()} for name, g in self.groups.items()}
+        out = {name: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in g.items()} for name, g in self.groups.items()}
         out["per_class"] = {self.cat_names.get(c, str(c)): r for c, r in self.per_class.items()}
         return out
 
@@ -77,33 +81,33 @@ class PanopticAccumulator:
     def reset(self) -> None:
         self._images: list[_ImageStats] = []
 
-    def add_image(self, gt_ids: np.ndarray, gt_segments: list[dict], pred_ids: np.ndarray, pred_segments: list[dict], *, image: str = "") -> None:
-        """One image: id maps [H, W] and segments_info lists (COCO panoptic format)."""
+    def add_image(self, gt_ids, gt_segments: list[dict], pred_ids, pred_segments: list[dict], *, image: str = "") -> None:
+        """One image: id maps [H, W] (numpy arrays) and segments_info lists (COCO panoptic format)."""
+        import numpy as np  # only for callers that hand in id maps
+
         if gt_ids.shape != pred_ids.shape:
             raise KnetError(f"image {image}: prediction is {pred_ids.shape[1]}x{pred_ids.shape[0]}, ground truth {gt_ids.shape[1]}x{gt_ids.shape[0]}")
         g, p = self._segments(gt_segments, pred_segments, image)
         stats = ext().pq_image_stats(np.ascontiguousarray(gt_ids, np.uint32), np.ascontiguousarray(pred_ids, np.uint32), *g, *p)
         self._append(stats, image)
 
-    def add_image_png(self, gt_png: tuple[int, int, int, bytes], gt_segments: list[dict], pred_png: tuple[int, int, int, bytes], pred_segments: list[dict], *, image: str = "") -> None:
-        """One image from its two inflated PNGs (png.inflate_panoptic): the rows are unfiltered
-        and paired in one pass (csrc/ops/pq_eval), never stored as id maps."""
-        self._append(self.image_stats_png(gt_png, gt_segments, pred_png, pred_segments, image=image), image)
-
-    def image_stats_png(self, gt_png: tuple[int, int, int, bytes], gt_segments: list[dict], pred_png: tuple[int, int, int, bytes], pred_segments: list[dict], *, image: str = "") -> tuple:
-        """The per-image statistics of add_image_png without adding them (thread-safe; the
-        C++ part releases the GIL). Add them, in image order, with add_stats."""
-        (gh, gw, gch, graw), (ph, pw, pch, praw) = gt_png, pred_png
-        if (gh, gw) != (ph, pw):
-            raise KnetError(f"image {image}: prediction is {pw}x{ph}, ground truth {gw}x{gh}")
+    def image_stats_files(self, gt_png: bytes, gt_segments: list[dict], pred_png: bytes, pred_segments: list[dict], *, image: str = "", gt_path: str = "", pred_path: str = "") -> tuple | None:
+        """The per-image statistics of two PNG files' bytes, without adding them (thread-safe;
+        the C++ part releases the GIL); None for a PNG flavour other than 8-bit RGB/RGBA (read
+        those with png.read_panoptic_ids and add_image). Add them, in image order, with add_stats."""
         g, p = self._segments(gt_segments, pred_segments, image)
-        try:
-            return ext().pq_image_stats_png(graw, gch, praw, pch, gh, gw, *g, *p)
-        except ValueError as exc:
-            raise KnetError(f"image {image}: {exc}") from None
+        stats = ext().pq_image_stats_files(gt_png, pred_png, *g, *p)
+        err, info = stats[0], stats[1]
+        if err == 3 or err == 4:
+            which = (gt_path, pred_path)[err - 3] or f"the {('ground-truth', 'predicted')[err - 3]} PNG of image {image}"
+            raise KnetError(f"{which} is a corrupt PNG ({info})")
+        if err == 5:
+            gw, gh, pw, ph = info
+            raise KnetError(f"image {image}: prediction is {pw}x{ph}, ground truth {gw}x{gh}")
+        return None if err == 6 else stats
 
     def add_stats(self, stats: tuple, *, image: str = "") -> None:
-        """Adds the result of image_stats_png."""
+        """Adds the result of image_stats_files."""
         self._append(stats, image)
 
     def _segments(self, gt_segments: list[dict], pred_segments: list[dict], image: str) -> tuple[tuple, tuple]:
@@ -111,11 +115,9 @@ class PanopticAccumulator:
             if int(s["category_id"]) not in self.categories:
                 raise KnetError(f"image {image}: segment {s['id']} has unknown category_id {s['category_id']}")
         try:
-            g = (np.array([int(s["id"]) for s in gt_segments], np.int64),
-                 np.array([int(s["category_id"]) for s in gt_segments], np.int64),
-                 np.array([float(s["area"]) for s in gt_segments], np.float64),
-                 np.array([int(s.get("iscrowd", 0)) for s in gt_segments], np.int64))
-            p = (np.array([int(s["id"]) for s in pred_segments], np.int64), np.array([int(s["category_id"]) for s in pred_segments], np.int64))
+            g = ([int(s["id"]) for s in gt_segments], [int(s["category_id"]) for s in gt_segments],
+                 [float(s["area"]) for s in gt_segments], [int(s.get("iscrowd", 0)) for s in gt_segments])
+            p = ([int(s["id"]) for s in pred_segments], [int(s["category_id"]) for s in pred_segments])
         except (KeyError, TypeError, ValueError) as exc:
             raise KnetError(f"image {image}: malformed segments_info entry ({exc.__class__.__name__}: {exc})") from None
         return g, p
@@ -137,12 +139,12 @@ class PanopticAccumulator:
         for size in sizes:
             part = defaultdict(lambda: [0.0, 0, 0, 0])
             for st in self._images[start : start + size]:
-                for c, v in zip(st.match_cat.tolist(), st.match_iou.tolist()):
+                for c, v in zip(st.match_cat, st.match_iou):
                     part[c][1] += 1
                     part[c][0] += v
-                for c in st.fn_cat.tolist():
+                for c in st.fn_cat:
                     part[c][3] += 1
-                for c in st.fp_cat.tolist():
+                for c in st.fp_cat:
                     part[c][2] += 1
             for c, (iou, tp, fp, fn) in part.items():
                 t = total[c]
@@ -218,6 +220,15 @@ def _ordered_map(fn, items: list, threads: int):
             t.join()
 
 
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise KnetError(f"PNG not found: {path}") from None
+    except OSError as exc:
+        raise KnetError(f"cannot read {path} ({exc.strerror or exc})") from None
+
+
 def _load_panoptic_json(path, what: str) -> dict:
     data = load_json(path, what=what) if not isinstance(path, dict) else path
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
@@ -255,13 +266,17 @@ def evaluate_panoptic(
         return f"{g['image_id']} ({p['file_name']})"
 
     def work(pair):
-        # reading, inflate (ISA-L) and the fused unfilter + pair counting all release the GIL,
-        # so the pool runs images in parallel; only the small per-image statistics come back
+        # reading and the C++ part (inflate, unfilter, pair counting) release the GIL, so the
+        # pool runs images in parallel; only the small per-image statistics come back
         g, p = pair
-        gp, pp = inflate_panoptic(gt_dir / g["file_name"]), inflate_panoptic(pred_dir / p["file_name"])
-        if gp is None or pp is None:  # a PNG flavour decoded by PIL
-            return None, read_panoptic_ids(gt_dir / g["file_name"]), read_panoptic_ids(pred_dir / p["file_name"])
-        return acc.image_stats_png(gp, g["segments_info"], pp, p["segments_info"], image=image_name(g, p)), None, None
+        gpath, ppath = gt_dir / g["file_name"], pred_dir / p["file_name"]
+        name = image_name(g, p)
+        stats = acc.image_stats_files(_read(gpath), g["segments_info"], _read(ppath), p["segments_info"], image=name, gt_path=str(gpath), pred_path=str(ppath))
+        if stats is None:  # a PNG flavour decoded by PIL
+            from knet.evaluation.png import read_panoptic_ids
+
+            return None, read_panoptic_ids(gpath), read_panoptic_ids(ppath)
+        return stats, None, None
 
     # the statistics are added in annotation order (panopticapi's reduction order)
     for (g, p), (stats, gid, pid) in zip(pairs, _ordered_map(work, pairs, threads or min(2, os.cpu_count() or 1))):

@@ -6,6 +6,9 @@ is decoded here: chunk walk in Python, inflate with ISA-L's zlib-compatible infl
 unfiltering and the id conversion in C++ (csrc/ops/png, also without the GIL), so a thread
 pool decodes images in parallel. Every other PNG flavour (16-bit, interlaced, ...) is decoded
 by PIL; the choice is made from the header, never by catching a failure.
+
+(`knet eval panoptic` does not come through here: it hands the files' bytes to one fused C++
+call, see knet/evaluation/panoptic.py; these readers serve the callers that want id maps.)
 """
 
 from __future__ import annotations
@@ -74,18 +77,6 @@ def _read(path: str | os.PathLike) -> tuple[Path, bytes]:
     if not path.is_file():
         raise KnetError(f"PNG not found: {path}")
     return path, path.read_bytes()
-
-
-def inflate_panoptic(path: str | os.PathLike) -> tuple[int, int, int, bytes] | None:
-    """(h, w, channels, inflated IDAT bytes) of an 8-bit non-interlaced RGB/RGBA PNG, for the
-    fused unfilter + pair counting of pq_image_stats_png; None for the other PNG flavours
-    (read those with read_panoptic_ids)."""
-    path, data = _read(path)
-    h, w, depth, color, interlace, idat = _parse(path, data)
-    if not _fast(depth, color, interlace, (2, 6)):
-        return None
-    ch = _CHANNELS[color]
-    return h, w, ch, _inflate(path, idat, h * (w * ch + 1))
 
 
 def read_panoptic_ids(path: str | os.PathLike) -> np.ndarray:

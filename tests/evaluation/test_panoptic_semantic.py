@@ -139,12 +139,12 @@ def _segments_of(ids, rng, crowd=False):
     return segs
 
 
-@pytest.mark.parametrize("shape,gch,pch", [((37, 53), 3, 4), ((1, 7), 4, 3), ((64, 31), 3, 3)])
+@pytest.mark.parametrize("shape,gch,pch", [((37, 53), 3, 4), ((1, 7), 4, 3), ((64, 31), 3, 3), ((1, 1), 3, 3), ((5, 1), 4, 4)])
 def test_pq_fused_png_path_matches_id_maps(tmp_path, shape, gch, pch):
-    # the fused row-by-row path (inflate_panoptic + pq_image_stats_png) against the id-map path,
-    # on blocky maps with noise (PIL then picks every filter type: None/Sub/Up/Average/Paeth)
+    # the fused path (file bytes -> inflate + unfilter + pair counting, pq_image_stats_files)
+    # against the id-map path, on blocky maps with noise (PIL then picks every filter type:
+    # None/Sub/Up/Average/Paeth)
     from knet.evaluation.panoptic import PanopticAccumulator
-    from knet.evaluation.png import inflate_panoptic
 
     rng = np.random.default_rng(sum(shape) + gch)
     h, w = shape
@@ -160,18 +160,17 @@ def test_pq_fused_png_path_matches_id_maps(tmp_path, shape, gch, pch):
         if ch == 4:
             rgb[..., 3] = rng.integers(0, 256, (h, w))  # alpha is ignored
         Image.fromarray(rgb).save(tmp_path / name)
-        maps.append(read_panoptic_ids(tmp_path / name))
+        arr = np.array(Image.open(tmp_path / name), dtype=np.uint32)
+        maps.append(arr[..., 0] + 256 * arr[..., 1] + 65536 * arr[..., 2])
     gt_segs, pred_segs = _segments_of(maps[0], rng, crowd=True), _segments_of(maps[1], rng)
     acc = PanopticAccumulator([{"id": c, "isthing": c % 2} for c in (1, 2, 3)], chunks=1)
     acc.add_image(maps[0], gt_segs, maps[1], pred_segs)
-    fused = acc.image_stats_png(inflate_panoptic(tmp_path / "g.png"), gt_segs, inflate_panoptic(tmp_path / "p.png"), pred_segs)
-    acc.add_stats(fused)
+    gb, pb = (tmp_path / "g.png").read_bytes(), (tmp_path / "p.png").read_bytes()
+    acc.add_stats(acc.image_stats_files(gb, gt_segs, pb, pred_segs))
     a, b = acc._images
-    for x, y in ((a.match_cat, b.match_cat), (a.match_iou, b.match_iou), (a.fn_cat, b.fn_cat), (a.fp_cat, b.fp_cat)):
-        assert np.array_equal(x, y)
-    gp = inflate_panoptic(tmp_path / "g.png")
-    with pytest.raises(KnetError, match="corrupt"):
-        acc.image_stats_png((h, w, gp[2], gp[3][:-1]), gt_segs, inflate_panoptic(tmp_path / "p.png"), pred_segs)
+    assert (a.match_cat, a.match_iou, a.fn_cat, a.fp_cat) == (b.match_cat, b.match_iou, b.fn_cat, b.fp_cat)
+    with pytest.raises(KnetError, match="g.png is a corrupt PNG"):
+        acc.image_stats_files(gb[:-20], gt_segs, pb, pred_segs, gt_path=str(tmp_path / "g.png"))
 
 
 def _unfilter_reference(raw: bytes, h: int, w: int, bpp: int) -> np.ndarray:

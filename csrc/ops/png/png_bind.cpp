@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include "knet/bindings.h"
+#include "ops/png/inflate_core.h"
 #include "ops/png/png_core.h"
 
 namespace py = pybind11;
@@ -45,7 +46,23 @@ py::array_t<uint32_t> unfilter_ids(py::buffer raw, uint32_t h, uint32_t w, uint3
   return out;
 }
 
+// a whole zlib stream -> its inflated bytes (knet's own inflate, csrc/ops/png/inflate_core)
+py::bytes zlib_inflate(py::buffer data) {
+  py::buffer_info info = data.request();
+  std::vector<uint8_t> out;
+  const char* err = nullptr;
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = knet::png::zlib_decompress(static_cast<const uint8_t*>(info.ptr), static_cast<size_t>(info.size * info.itemsize),
+                                    out, &err);
+  }
+  if (!ok) throw py::value_error(err ? err : "corrupt zlib stream");
+  return py::bytes(reinterpret_cast<const char*>(out.data()), out.size());
+}
+
 void bind_png(py::module_& m) {
+  m.def("zlib_inflate", &zlib_inflate, py::arg("data"));
   m.def("png_unfilter", &unfilter, py::arg("raw"), py::arg("h"), py::arg("w"), py::arg("channels"));
   m.def("png_unfilter_ids", &unfilter_ids, py::arg("raw"), py::arg("h"), py::arg("w"), py::arg("channels"));
 }

@@ -3,6 +3,7 @@
 #include "ops/pq_eval/pq_core.h"
 
 #include "ops/png/png_core.h"
+#include "ops/png/png_file_core.h"
 
 #include <algorithm>
 #include <cstring>
@@ -73,13 +74,9 @@ static size_t next_change(const uint8_t* row, size_t w, size_t ch, size_t from) 
   return w;
 }
 
-bool image_stats_png(const uint8_t* gt_raw, size_t gt_len, uint32_t gt_channels, const uint8_t* pred_raw,
-                     size_t pred_len, uint32_t pred_channels, uint32_t h, uint32_t w,
-                     const std::vector<GtSegment>& gts, const std::vector<PredSegment>& preds, ImageStats& out) {
-  png::RowReader gr(gt_raw, gt_len, h, w, gt_channels), pr(pred_raw, pred_len, h, w, pred_channels);
-  if (!gr.ok() || !pr.ok()) return false;
-  PairCounts pairs;
-  pairs.reserve(256);
+// Pair counts of two streams of rows; 0, or 1 / 2 when the GT / prediction data is corrupt.
+static int count_pair_rows(png::RowReader& gr, png::RowReader& pr, uint32_t h, uint32_t w, uint32_t gt_channels,
+                           uint32_t pred_channels, PairCounts& pairs) {
   // runs (key, length) of the last changed row, added `repeat` times once the rows change
   std::vector<std::pair<uint64_t, int64_t>> runs;
   int64_t repeat = 0;
@@ -89,8 +86,9 @@ bool image_stats_png(const uint8_t* gt_raw, size_t gt_len, uint32_t gt_channels,
   for (uint32_t y = 0; y < h; ++y) {
     bool gsame, psame;
     const uint8_t* g = gr.next(&gsame);
+    if (!g) return 1;
     const uint8_t* p = pr.next(&psame);
-    if (!g || !p) return false;
+    if (!p) return 2;
     if (gsame && psame && y > 0) {
       ++repeat;
       continue;
@@ -110,8 +108,48 @@ bool image_stats_png(const uint8_t* gt_raw, size_t gt_len, uint32_t gt_channels,
     }
   }
   flush();
+  return 0;
+}
+
+FileStatus image_stats_files(const uint8_t* gt_png, size_t gt_len, const uint8_t* pred_png, size_t pred_len,
+                             const std::vector<GtSegment>& gts, const std::vector<PredSegment>& preds, ImageStats& out) {
+  FileStatus st;
+  png::PngFile gf, pf;
+  if ((st.message = png::parse_png(gt_png, gt_len, gf))) {
+    st.code = FileStatus::kCorruptGt;
+    return st;
+  }
+  if ((st.message = png::parse_png(pred_png, pred_len, pf))) {
+    st.code = FileStatus::kCorruptPred;
+    return st;
+  }
+  st.gt_w = gf.w, st.gt_h = gf.h, st.pred_w = pf.w, st.pred_h = pf.h;
+  if (!gf.is_plain_rgb() || !pf.is_plain_rgb()) {
+    st.code = FileStatus::kOtherFlavour;
+    return st;
+  }
+  if (gf.w != pf.w || gf.h != pf.h) {
+    st.code = FileStatus::kSizeMismatch;
+    return st;
+  }
+  const uint32_t h = gf.h, w = gf.w, gch = gf.channels(), pch = pf.channels();
+  png::Inflater gi(gf.zdata, gf.zlen, static_cast<size_t>(w) * gch + 1), pi(pf.zdata, pf.zlen, static_cast<size_t>(w) * pch + 1);
+  png::RowReader gr(gi, h, w, gch), pr(pi, h, w, pch);
+  PairCounts pairs;
+  pairs.reserve(256);
+  const int bad = count_pair_rows(gr, pr, h, w, gch, pch, pairs);
+  if (bad == 1 || (bad == 0 && !gr.finish())) {
+    st.code = FileStatus::kCorruptGt;
+    st.message = gr.error();
+    return st;
+  }
+  if (bad == 2 || !pr.finish()) {
+    st.code = FileStatus::kCorruptPred;
+    st.message = pr.error();
+    return st;
+  }
   stats_from_pairs(pairs, gts, preds, out);
-  return true;
+  return st;
 }
 
 static void stats_from_pairs(const PairCounts& pairs, const std::vector<GtSegment>& gts,

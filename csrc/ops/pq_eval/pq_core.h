@@ -39,12 +39,19 @@ struct ImageStats {
 void image_stats(const uint32_t* gt, const uint32_t* pred, size_t npix, const std::vector<GtSegment>& gts,
                  const std::vector<PredSegment>& preds, ImageStats& out);
 
-// The same from the inflated IDAT data of the two 8-bit RGB/RGBA PNGs (h rows of
-// w * channels + 1 bytes): rows are unfiltered and paired on the fly, never stored whole.
-// Returns false on corrupt or short image data.
-bool image_stats_png(const uint8_t* gt_raw, size_t gt_len, uint32_t gt_channels, const uint8_t* pred_raw,
-                     size_t pred_len, uint32_t pred_channels, uint32_t h, uint32_t w,
-                     const std::vector<GtSegment>& gts, const std::vector<PredSegment>& preds, ImageStats& out);
+// The outcome of image_stats_files.
+struct FileStatus {
+  enum Code { kOk = 0, kCorruptGt, kCorruptPred, kSizeMismatch, kOtherFlavour };
+  Code code = kOk;
+  const char* message = nullptr;  // kCorrupt*: what is wrong
+  uint32_t gt_w = 0, gt_h = 0, pred_w = 0, pred_h = 0;
+};
+
+// The same from the bytes of the two PNG files (8-bit, non-interlaced RGB/RGBA; any other
+// flavour gives kOtherFlavour): chunk walk, inflate, unfilter and pair counting in one
+// streaming pass, a scanline at a time, never storing the inflated data or the id maps.
+FileStatus image_stats_files(const uint8_t* gt_png, size_t gt_len, const uint8_t* pred_png, size_t pred_len,
+                             const std::vector<GtSegment>& gts, const std::vector<PredSegment>& preds, ImageStats& out);
 
 }  // namespace pq
 }  // namespace knet
