@@ -126,3 +126,20 @@ def test_bad_input_is_knet_error():
         rle.from_polygons([["a", "b", "c", "d", "e", "f"]], 3, 3)
     with pytest.raises(KnetError):
         rle.encode(np.zeros((2, 2, 2, 2), np.uint8))
+
+
+def test_bbox_with_zero_length_runs_matches_pycocotools():
+    # pycocotools 2.0.11's rleToBbox skips empty foreground runs; one routine serves knet's
+    # to_bbox, mask_iou and the COCO evaluator (knet::rle::BboxBuilder)
+    cases = [
+        [5, 0, 18, 4, 30, 0, 20, 2, 21],  # empty runs outside the box
+        [0, 0, 100],                      # only an empty run: wraps like maskApi's uint math
+        [8, 4, 88],                       # a run across a column boundary
+        [0, 3, 0, 0, 90, 7],              # empty background runs between foreground runs
+        [97, 3, 0, 0],
+    ]
+    for counts in cases:
+        unc = {"size": [10, 10], "counts": counts}
+        ref = cmask.frPyObjects(unc, 10, 10)
+        np.testing.assert_array_equal(rle.to_bbox([rle.from_uncompressed(unc)]), cmask.toBbox([ref]))
+        np.testing.assert_array_equal(rle.to_bbox([{"size": [10, 10], "counts": ref["counts"]}]), cmask.toBbox([ref]))

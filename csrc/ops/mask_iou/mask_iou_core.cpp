@@ -45,12 +45,12 @@ size_t counts_to_intervals(const uint32_t* cnts, size_t k, uint32_t* iv) {
 
 namespace {
 
-// Accumulates counts one at a time: rleToBbox (pycocotools 2.0.11, without its divisions when
-// the next run boundary lies in the same or the next column), rleArea and the intervals.
+// Accumulates counts one at a time: rleToBbox (knet::rle::BboxBuilder, pycocotools 2.0.11),
+// rleArea and the intervals.
 class RunBuilder {
  public:
   RunBuilder(uint32_t h, uint32_t w, uint32_t* iv, int32_t* cs, int32_t* ce)
-      : h_(h), w_(w), iv_(iv), cs_(cs), ce_(ce), simple_(cs != nullptr && ce != nullptr), xs_(w), ys_(h) {}
+      : h_(h), w_(w), iv_(iv), cs_(cs), ce_(ce), simple_(cs != nullptr && ce != nullptr), box_(h, w) {}
 
   inline void add(uint32_t c) {
     const uint32_t prev = cc_;
@@ -67,24 +67,9 @@ class RunBuilder {
           ++n_;
         }
       }
-      // rleToBbox of pycocotools 2.0.11: each non-empty foreground run [prev, cc) widens the
-      // box; a run crossing columns spans all rows
-      if (c != 0) {
-        uint32_t x0, y0, x1, y1;
-        locate(prev, x0, y0);
-        locate(cc_ - 1, x1, y1);
-        xs_ = xs_ < x0 ? xs_ : x0;
-        xe_ = xe_ > x1 ? xe_ : x1;
-        if (x0 < x1) {
-          ys_ = 0;
-          ye_ = h_ - 1;
-        } else {
-          ys_ = ys_ < y0 ? ys_ : y0;
-          ye_ = ye_ > y1 ? ye_ : y1;
-        }
-        if (simple_) profile(x0, y0, x1, y1);
-      }
     }
+    uint32_t x0, y0, x1, y1;
+    if (box_.add(c, x0, y0, x1, y1) && simple_) profile(x0, y0, x1, y1);
     ++j_;
   }
 
@@ -98,14 +83,7 @@ class RunBuilder {
     out.col_start = cs_;
     out.col_end = ce_;
     out.simple = simple_ && static_cast<uint64_t>(cc_) <= static_cast<uint64_t>(h_) * w_;
-    if (j_ < 2) {
-      out.box[0] = out.box[1] = out.box[2] = out.box[3] = 0;
-      return;
-    }
-    out.box[0] = xs_;
-    out.box[2] = xe_ - xs_ + 1;
-    out.box[1] = ys_;
-    out.box[3] = ye_ - ys_ + 1;
+    box_.finish(out.box);
   }
 
  private:
@@ -136,38 +114,14 @@ class RunBuilder {
     }
   }
 
-  // x = t / h, y = t % h, tracking the current column start to skip the division
-  inline void locate(uint32_t t, uint32_t& x, uint32_t& y) {
-    if (h_ == 0) {  // a 0-row mask with foreground counts: malformed, keep it harmless
-      x = y = 0;
-      return;
-    }
-    const uint64_t d = static_cast<uint64_t>(t) - col_start_;
-    if (t >= col_start_ && d < h_) {
-      x = col_;
-      y = static_cast<uint32_t>(d);
-    } else if (t >= col_start_ && d < 2ull * h_) {
-      x = ++col_;
-      col_start_ += h_;
-      y = static_cast<uint32_t>(d - h_);
-    } else {
-      y = t % h_;
-      x = (t - y) / h_;
-      col_ = x;
-      col_start_ = static_cast<uint64_t>(x) * h_;
-    }
-  }
-
   uint32_t h_, w_;
   uint32_t* iv_;
   int32_t* cs_;
   int32_t* ce_;
   bool simple_;
   bool zero_run_ = false;
-  uint32_t xs_, ys_, xe_ = 0, ye_ = 0;
+  rle::BboxBuilder box_;
   uint32_t cc_ = 0, area_ = 0;
-  uint32_t col_ = 0;
-  uint64_t col_start_ = 0;
   size_t j_ = 0, n_ = 0;
 };
 
@@ -180,31 +134,8 @@ void runs_from_counts(const uint32_t* cnts, size_t k, uint32_t h, uint32_t w, ui
 }
 
 void runs_from_string(const char* s, size_t len, uint32_t h, uint32_t w, uint32_t* iv, RunMask& out) {
-  // rleFrString: 5 bits per character (+48), bit 0x20 = more, sign bit 0x10 on the last one;
-  // counts[m] += counts[m-2] for m > 2. Stops at len (or a NUL) like knet::rle::from_string.
   RunBuilder b(h, w, iv, out.col_start, out.col_end);
-  uint32_t prev1 = 0, prev2 = 0;
-  size_t m = 0, p = 0;
-  while (p < len && s[p]) {
-    long x = 0;
-    int k = 0;
-    bool more = true;
-    while (more) {
-      const char c = (p < len) ? static_cast<char>(s[p] - 48) : static_cast<char>(0);
-      x |= static_cast<long>(c & 0x1f) << (5 * k);
-      more = (c & 0x20) != 0;
-      ++p;
-      ++k;
-      if (!more && (c & 0x10)) x |= static_cast<long>(-1L) << (5 * k);
-      if (p >= len && more) more = false;
-    }
-    if (m > 2) x += static_cast<long>(prev2);
-    const uint32_t v = static_cast<uint32_t>(x);
-    b.add(v);
-    prev2 = prev1;
-    prev1 = v;
-    ++m;
-  }
+  rle::for_each_count(s, len, [&](uint32_t v) { b.add(v); });
   b.finish(out);
 }
 

@@ -110,51 +110,13 @@ void from_string(const char* s, size_t len, uint32_t h, uint32_t w, Rle& out) {
   out.w = w;
   out.cnts.clear();
   out.cnts.reserve(len);
-  size_t p = 0;
-  while (p < len && s[p]) {
-    long x = 0;
-    int k = 0;
-    bool more = true;
-    while (more) {
-      // pycocotools reads past a truncated string's end up to the NUL; we stop at len.
-      const char c = (p < len) ? static_cast<char>(s[p] - 48) : static_cast<char>(0);
-      x |= static_cast<long>(c & 0x1f) << (5 * k);
-      more = (c & 0x20) != 0;
-      ++p;
-      ++k;
-      if (!more && (c & 0x10)) x |= static_cast<long>(-1L) << (5 * k);
-      if (p >= len && more) more = false;
-    }
-    const size_t m = out.cnts.size();
-    if (m > 2) x += static_cast<long>(out.cnts[m - 2]);
-    out.cnts.push_back(static_cast<uint32_t>(x));
-  }
+  for_each_count(s, len, [&](uint32_t v) { out.cnts.push_back(v); });
 }
 
 uint32_t string_area(const char* s, size_t len) {
-  // the decoding loop of from_string, keeping only counts[m-1], counts[m-2] and the odd sum
-  uint32_t prev1 = 0, prev2 = 0, a = 0;
-  size_t m = 0, p = 0;
-  while (p < len && s[p]) {
-    long x = 0;
-    int k = 0;
-    bool more = true;
-    while (more) {
-      const char c = (p < len) ? static_cast<char>(s[p] - 48) : static_cast<char>(0);
-      x |= static_cast<long>(c & 0x1f) << (5 * k);
-      more = (c & 0x20) != 0;
-      ++p;
-      ++k;
-      if (!more && (c & 0x10)) x |= static_cast<long>(-1L) << (5 * k);
-      if (p >= len && more) more = false;
-    }
-    if (m > 2) x += static_cast<long>(prev2);
-    const uint32_t v = static_cast<uint32_t>(x);
-    if (m % 2 == 1) a += v;
-    prev2 = prev1;
-    prev1 = v;
-    ++m;
-  }
+  uint32_t a = 0;
+  size_t m = 0;
+  for_each_count(s, len, [&](uint32_t v) { a += (m++ & 1) ? v : 0; });
   return a;
 }
 
@@ -165,33 +127,9 @@ uint32_t area(const Rle& r) {
 }
 
 void to_bbox(const Rle& r, double bb[4]) {
-  const uint32_t h = r.h, w = r.w;
-  size_t m = (r.cnts.size() / 2) * 2;
-  uint32_t xs = w, ys = h, xe = 0, ye = 0, cc = 0, xp = 0;
-  if (m == 0) {
-    bb[0] = bb[1] = bb[2] = bb[3] = 0;
-    return;
-  }
-  for (size_t j = 0; j < m; ++j) {
-    cc += r.cnts[j];
-    const uint32_t t = cc - static_cast<uint32_t>(j % 2);
-    const uint32_t y = t % h;
-    const uint32_t x = (t - y) / h;
-    if (j % 2 == 0) {
-      xp = x;
-    } else if (xp < x) {
-      ys = 0;
-      ye = h - 1;
-    }
-    xs = umin(xs, x);
-    xe = umax(xe, x);
-    ys = umin(ys, y);
-    ye = umax(ye, y);
-  }
-  bb[0] = xs;
-  bb[2] = xe - xs + 1;
-  bb[1] = ys;
-  bb[3] = ye - ys + 1;
+  BboxBuilder b(r.h, r.w);
+  for (uint32_t c : r.cnts) b.add(c);
+  b.finish(bb);
 }
 
 void merge(const Rle* const* R, size_t n, bool intersect, Rle& out) {
@@ -253,20 +191,51 @@ void merge(const Rle* const* R, size_t n, bool intersect, Rle& out) {
 }
 
 void from_polygon(const double* xy, size_t k, uint32_t h, uint32_t w, Rle& out) {
+  // rleFrPoly. The boundary walk, the downsampling and the run building keep maskApi's
+  // arithmetic; the upsampled boundary is not stored (each point is downsampled as it is made),
+  // and the pixel offsets are sorted by column buckets instead of a comparison sort.
   out.h = h;
   out.w = w;
   out.cnts.clear();
   const double scale = 5;
-  std::vector<int> x(k + 1), y(k + 1);
+  thread_local std::vector<int> x, y, bx, by;
+  thread_local std::vector<uint32_t> a, sorted, col;
+  x.resize(k + 1);
+  y.resize(k + 1);
   for (size_t j = 0; j < k; ++j) x[j] = static_cast<int>(scale * xy[j * 2 + 0] + .5);
   if (k > 0) x[k] = x[0];
   for (size_t j = 0; j < k; ++j) y[j] = static_cast<int>(scale * xy[j * 2 + 1] + .5);
   if (k > 0) y[k] = y[0];
-  size_t m = 0;
-  for (size_t j = 0; j < k; ++j)
-    m += umax(static_cast<uint32_t>(std::abs(x[j] - x[j + 1])), static_cast<uint32_t>(std::abs(y[j] - y[j + 1]))) + 1;
-  std::vector<int> u(m), v(m);
-  m = 0;
+  bx.clear();
+  by.clear();
+  // points along the y-boundary, downsampled: a point whose u differs from its predecessor's
+  bool first = true;
+  int pu = 0, pv = 0;
+  auto point = [&](int uj, int vj) {
+    if (first) {
+      first = false;
+    } else if (uj != pu) {
+      const int xi = uj < pu ? uj : uj - 1;
+      // (xi + .5) / 5 - .5 is an integer exactly when xi = 2 (mod 5): skip the others cheaply
+      if (((xi % 5) + 5) % 5 == 2) {
+        double xd = static_cast<double>(xi);
+        xd = (xd + .5) / scale - .5;
+        if (!(std::floor(xd) != xd || xd < 0 || xd > static_cast<double>(static_cast<unsigned long>(w) - 1))) {
+          double yd = static_cast<double>(vj < pv ? vj : pv);
+          yd = (yd + .5) / scale - .5;
+          if (yd < 0)
+            yd = 0;
+          else if (yd > static_cast<double>(h))
+            yd = h;
+          yd = std::ceil(yd);
+          bx.push_back(static_cast<int>(xd));
+          by.push_back(static_cast<int>(yd));
+        }
+      }
+    }
+    pu = uj;
+    pv = vj;
+  };
   for (size_t j = 0; j < k; ++j) {
     int xs = x[j], xe = x[j + 1], ys = y[j], ye = y[j + 1], t;
     const int dx = std::abs(xe - xs), dy = std::abs(ys - ye);
@@ -279,45 +248,51 @@ void from_polygon(const double* xy, size_t k, uint32_t h, uint32_t w, Rle& out) 
     if (dx >= dy) {
       for (int d = 0; d <= dx; ++d) {
         t = flip ? dx - d : d;
-        u[m] = t + xs;
-        v[m] = static_cast<int>(ys + s * t + .5);
-        ++m;
+        point(t + xs, static_cast<int>(ys + s * t + .5));
       }
     } else {
       for (int d = 0; d <= dy; ++d) {
         t = flip ? dy - d : d;
-        v[m] = t + ys;
-        u[m] = static_cast<int>(xs + s * t + .5);
-        ++m;
+        point(static_cast<int>(xs + s * t + .5), t + ys);
       }
     }
   }
-  // points along the y-boundary, downsampled
-  const size_t kk = m;
-  m = 0;
-  std::vector<int> bx(kk), by(kk);
-  for (size_t j = 1; j < kk; ++j) {
-    if (u[j] == u[j - 1]) continue;
-    double xd = static_cast<double>(u[j] < u[j - 1] ? u[j] : u[j] - 1);
-    xd = (xd + .5) / scale - .5;
-    if (std::floor(xd) != xd || xd < 0 || xd > static_cast<double>(static_cast<unsigned long>(w) - 1)) continue;
-    double yd = static_cast<double>(v[j] < v[j - 1] ? v[j] : v[j - 1]);
-    yd = (yd + .5) / scale - .5;
-    if (yd < 0)
-      yd = 0;
-    else if (yd > static_cast<double>(h))
-      yd = h;
-    yd = std::ceil(yd);
-    bx[m] = static_cast<int>(xd);
-    by[m] = static_cast<int>(yd);
-    ++m;
-  }
-  // RLE from the y-boundary points
-  size_t n = m;
-  std::vector<uint32_t> a(n + 1);
+  // RLE from the y-boundary points: offsets x*h+y sorted (bucketed by column, then by row)
+  size_t n = bx.size();
+  a.resize(n + 1);
   for (size_t j = 0; j < n; ++j) a[j] = static_cast<uint32_t>(bx[j] * static_cast<int>(h) + by[j]);
-  a[n++] = static_cast<uint32_t>(static_cast<unsigned long>(h) * w);
-  std::sort(a.begin(), a.end());
+  int x0 = n ? bx[0] : 0, x1 = x0;
+  for (size_t j = 1; j < n; ++j) {
+    x0 = bx[j] < x0 ? bx[j] : x0;
+    x1 = bx[j] > x1 ? bx[j] : x1;
+  }
+  if (static_cast<uint64_t>(w) * h >= (uint64_t(1) << 31)) {
+    std::sort(a.begin(), a.begin() + n);  // offsets may wrap (as in maskApi): a plain value sort
+  } else if (n > 0) {
+    const size_t ncol = static_cast<size_t>(x1 - x0) + 1;
+    col.assign(ncol + 1, 0);
+    for (size_t j = 0; j < n; ++j) col[static_cast<size_t>(bx[j] - x0) + 1]++;
+    for (size_t c = 0; c < ncol; ++c) col[c + 1] += col[c];
+    sorted.resize(n);
+    for (size_t j = 0; j < n; ++j) sorted[col[static_cast<size_t>(bx[j] - x0)]++] = a[j];
+    // col[c] is now the end of column c: insertion-sort each column's few rows
+    size_t begin = 0;
+    for (size_t c = 0; c < ncol; ++c) {
+      const size_t end = col[c];
+      for (size_t i = begin + 1; i < end; ++i) {
+        const uint32_t v = sorted[i];
+        size_t q = i;
+        while (q > begin && sorted[q - 1] > v) {
+          sorted[q] = sorted[q - 1];
+          --q;
+        }
+        sorted[q] = v;
+      }
+      begin = end;
+    }
+    std::copy(sorted.begin(), sorted.begin() + n, a.begin());
+  }
+  a[n++] = static_cast<uint32_t>(static_cast<unsigned long>(h) * w);  // not below any offset
   uint32_t p = 0;
   for (size_t j = 0; j < n; ++j) {
     const uint32_t t = a[j];

@@ -37,7 +37,115 @@ void from_string(const char* s, size_t len, uint32_t h, uint32_t w, Rle& out);
 // Foreground pixels of a compressed string without materialising the counts (= area(from_string)).
 uint32_t string_area(const char* s, size_t len);
 uint32_t area(const Rle& r);                 // foreground pixels (uint32 arithmetic, as pycocotools)
-void to_bbox(const Rle& r, double bb[4]);    // [x, y, w, h] exactly as rleToBbox
+void to_bbox(const Rle& r, double bb[4]);    // [x, y, w, h] exactly as rleToBbox (2.0.11, BboxBuilder)
+
+// The count decoder of rleFrString, shared by every string consumer: 5 bits per character
+// (+48), bit 0x20 = more characters follow, sign bit 0x10 on the last one; counts[m] +=
+// counts[m-2] for m > 2 (uint32 like maskApi). Calls f(count) for each count and returns how
+// many there were. Stops at len or at a NUL (pycocotools reads up to the NUL).
+template <typename F>
+inline size_t for_each_count(const char* s, size_t len, F&& f) {
+  uint32_t prev1 = 0, prev2 = 0;
+  size_t m = 0, p = 0;
+  while (p < len && s[p]) {
+    long x = 0;
+    int k = 0;
+    bool more = true;
+    while (more) {
+      const char c = static_cast<char>(s[p] - 48);  // p < len here (checked below)
+      x |= static_cast<long>(c & 0x1f) << (5 * k);
+      more = (c & 0x20) != 0;
+      ++p;
+      ++k;
+      if (!more && (c & 0x10)) x |= static_cast<long>(-1L) << (5 * k);
+      if (p >= len && more) more = false;  // truncated string: stop at len
+    }
+    if (m > 2) x += static_cast<long>(prev2);
+    const uint32_t v = static_cast<uint32_t>(x);
+    f(v);
+    prev2 = prev1;
+    prev1 = v;
+    ++m;
+  }
+  return m;
+}
+
+// rleToBbox of pycocotools 2.0.11, fed one count at a time: every non-empty foreground run
+// [start, end) widens the box, a run crossing columns spans all rows, zero-length runs are
+// skipped (older pycocotools also widened the box at their boundaries). fg_run() reports the
+// run's end points (column, row) to callers that need them (mask_iou's column profiles).
+class BboxBuilder {
+ public:
+  BboxBuilder(uint32_t h, uint32_t w) : h_(h), xs_(w), ys_(h) {}
+
+  // Adds the next count; returns true for a non-empty foreground run, located in x0/y0..x1/y1.
+  inline bool add(uint32_t c, uint32_t& x0, uint32_t& y0, uint32_t& x1, uint32_t& y1) {
+    const uint32_t start = cc_;
+    cc_ += c;
+    const bool fg = (j_++ & 1) && c != 0;
+    if (!fg) return false;
+    locate(start, x0, y0);
+    locate(cc_ - 1, x1, y1);
+    xs_ = xs_ < x0 ? xs_ : x0;
+    xe_ = xe_ > x1 ? xe_ : x1;
+    if (x0 < x1) {
+      ys_ = 0;
+      ye_ = h_ - 1;
+    } else {
+      ys_ = ys_ < y0 ? ys_ : y0;
+      ye_ = ye_ > y1 ? ye_ : y1;
+    }
+    return true;
+  }
+  inline void add(uint32_t c) {
+    uint32_t x0, y0, x1, y1;
+    add(c, x0, y0, x1, y1);
+  }
+  // [x, y, w, h]; all zero with fewer than 2 counts; uint32 wrap-around when no run is
+  // non-empty (xs = w, xe = 0), as maskApi.
+  void finish(double bb[4]) const {
+    if (j_ < 2) {
+      bb[0] = bb[1] = bb[2] = bb[3] = 0;
+      return;
+    }
+    bb[0] = xs_;
+    bb[2] = static_cast<uint32_t>(xe_ - xs_ + 1);
+    bb[1] = ys_;
+    bb[3] = static_cast<uint32_t>(ye_ - ys_ + 1);
+  }
+  uint32_t total() const { return cc_; }  // sum of the counts (uint32)
+  size_t counts() const { return j_; }
+
+ private:
+  // x = t / h, y = t % h, tracking the current column to skip most divisions
+  inline void locate(uint32_t t, uint32_t& x, uint32_t& y) {
+    if (h_ == 0) {  // a 0-row mask with foreground counts: malformed, keep it harmless
+      x = y = 0;
+      return;
+    }
+    const uint64_t d = static_cast<uint64_t>(t) - col_start_;
+    if (t >= col_start_ && d < h_) {
+      x = col_;
+      y = static_cast<uint32_t>(d);
+    } else if (t >= col_start_ && d < 2ull * h_) {
+      x = ++col_;
+      col_start_ += h_;
+      y = static_cast<uint32_t>(d - h_);
+    } else {
+      y = t % h_;
+      x = (t - y) / h_;
+      col_ = x;
+      col_start_ = static_cast<uint64_t>(x) * h_;
+    }
+  }
+
+  uint32_t h_;
+  uint32_t xs_, ys_, xe_ = 0, ye_ = 0;
+  uint32_t cc_ = 0;
+  uint32_t col_ = 0;
+  uint64_t col_start_ = 0;
+  size_t j_ = 0;
+};
 
 // pycocotools rleMerge: union (intersect = false) or intersection of n >= 1 RLEs.
 void merge(const Rle* const* rles, size_t n, bool intersect, Rle& out);
