@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include <cstdlib>
+
 #include "ops/coco_eval/coco_eval_core.h"
+#include "ops/coco_eval/coco_load.h"
 #include "ops/coco_eval/results_json.h"
 #include "ops/mask_iou/mask_iou.h"
 #include "ops/png/png_core.h"
@@ -118,44 +121,88 @@ KNET_TEST(coco_crowd_absorbs_and_ties_are_stable) {
     g.area = knet::rle::area(g.rle);
     g.crowd = crowd;
     g.id = id;
-    knet::rle::to_bbox(g.rle, g.box);
     ds.gts.push_back(g);
   };
   auto add_dt = [&](std::vector<uint8_t> m, double score) {
     knet::coco::DtObj d;
-    d.rle = encode_rowmajor(m, h, w);
-    d.area = knet::rle::area(d.rle);
+    d.rle = static_cast<int32_t>(ds.dt_rles.size());
+    ds.dt_rles.push_back(encode_rowmajor(m, h, w));
+    d.area = knet::rle::area(ds.dt_rles.back());
     d.score = score;
-    knet::rle::to_bbox(d.rle, d.box);
+    d.h = h;
+    d.w = w;
     ds.dts.push_back(d);
   };
   add_gt(box_mask(h, w, 0, 20, 10, 20), true, 1);  // crowd: right half
   add_gt(box_mask(h, w, 0, 5, 0, 5), false, 2);
-  add_dt(box_mask(h, w, 0, 5, 0, 5), 0.9);    // TP
-  add_dt(box_mask(h, w, 0, 5, 12, 17), 0.8);  // inside the crowd: ignored
-  add_dt(box_mask(h, w, 8, 12, 12, 17), 0.8); // inside the crowd: ignored
-  add_dt(box_mask(h, w, 8, 12, 0, 4), 0.8);   // FP
+  add_dt(box_mask(h, w, 0, 5, 0, 5), 0.9);     // TP
+  add_dt(box_mask(h, w, 0, 5, 12, 17), 0.8);   // inside the crowd: ignored
+  add_dt(box_mask(h, w, 8, 12, 12, 17), 0.8);  // inside the crowd: ignored
+  add_dt(box_mask(h, w, 8, 12, 0, 4), 0.8);    // FP
+  knet::coco::prepare_gt_masks(ds);
   knet::coco::Params p;
   for (int t = 0; t < 10; ++t) p.iou_thrs.push_back(0.5 + t * 0.05);
   for (int r = 0; r <= 100; ++r) p.rec_thrs.push_back(r * 0.01);
   p.area_lo = {0};
   p.area_hi = {1e10};
-  p.max_dets = {100};
-  auto g = knet::coco::group(ds);
-  std::vector<knet::coco::Cell> cells(1);
-  knet::coco::evaluate_cats(ds, g, p, cells, 0, 1);
-  KNET_CHECK(cells[0].present);
-  KNET_CHECK_EQ(cells[0].num_regular_gt[0], 1);
-  // flags for t = 0: TP, ignored, ignored, FP (ties keep file order)
-  const auto& f = cells[0].flags;
-  KNET_CHECK_EQ(f[0], 1);
-  KNET_CHECK_EQ(f[1], 0);
-  KNET_CHECK_EQ(f[2], 0);
-  KNET_CHECK_EQ(f[3], 2);
-  std::vector<double> prec(10 * 101, -1), rec(10, -1), sc(10 * 101, -1);
-  knet::coco::accumulate_cats(p, 1, 1, cells, prec.data(), rec.data(), sc.data(), 0, 1);
+  p.max_dets = {1, 100};
+  const auto index = knet::coco::build_index(ds);
+  std::vector<double> prec(10 * 101 * 2, -1), rec(10 * 2, -1), sc(10 * 101 * 2, -1);
+  knet::coco::evaluate_cats(ds, index, p, prec.data(), rec.data(), sc.data(), 0, 1);
+  // maxDets 100 (m = 1): TP, ignored, ignored, FP -> recall 1, precision 1 up to recall 1
+  KNET_CHECK_EQ(rec[1], 1.0);
+  KNET_CHECK_EQ(prec[1], 1.0 / (1.0 + 2.220446049250313e-16));
+  KNET_CHECK_EQ(prec[2 * 100 + 1], 1.0 / (1.0 + 2.220446049250313e-16));
+  KNET_CHECK_EQ(sc[2 * 100 + 1], 0.9);
+  // maxDets 1 (m = 0): only the 0.9 detection
   KNET_CHECK_EQ(rec[0], 1.0);
-  KNET_CHECK_EQ(prec[0], 1.0 / (1.0 + 2.220446049250313e-16));
+}
+
+KNET_TEST(coco_accumulate_interpolates_from_the_right) {
+  // one image, one GT per detection slot: scores 0.9 (FP), 0.8 (TP), 0.7 (TP), npig = 4
+  knet::coco::Dataset ds;
+  ds.num_images = 1;
+  ds.num_cats = 1;
+  const uint32_t h = 40, w = 40;
+  for (int g = 0; g < 4; ++g) {
+    knet::coco::GtObj o;
+    o.rle = encode_rowmajor(box_mask(h, w, 0, 5, g * 10, g * 10 + 5), h, w);
+    o.area = 25;
+    o.id = g + 1;
+    ds.gts.push_back(o);
+  }
+  const uint32_t x0[3] = {32, 0, 10};  // the first one hits nothing
+  const double score[3] = {0.9, 0.8, 0.7};
+  for (int d = 0; d < 3; ++d) {
+    knet::coco::DtObj o;
+    o.rle = d;
+    ds.dt_rles.push_back(encode_rowmajor(box_mask(h, w, 30, 35, x0[d] == 32 ? 30 : x0[d], (x0[d] == 32 ? 30 : x0[d]) + 5), h, w));
+    if (d > 0) ds.dt_rles.back() = encode_rowmajor(box_mask(h, w, 0, 5, x0[d], x0[d] + 5), h, w);
+    o.area = 25;
+    o.score = score[d];
+    o.h = h;
+    o.w = w;
+    ds.dts.push_back(o);
+  }
+  knet::coco::prepare_gt_masks(ds);
+  knet::coco::Params p;
+  p.iou_thrs = {0.5};
+  for (int r = 0; r <= 100; ++r) p.rec_thrs.push_back(r * 0.01);
+  p.area_lo = {0};
+  p.area_hi = {1e10};
+  p.max_dets = {100};
+  const auto index = knet::coco::build_index(ds);
+  std::vector<double> prec(101, -1), rec(1, -1), sc(101, -1);
+  knet::coco::evaluate_cats(ds, index, p, prec.data(), rec.data(), sc.data(), 0, 1);
+  const double eps = 2.220446049250313e-16;
+  KNET_CHECK_EQ(rec[0], 0.5);
+  // pr = [0, 1/2, 2/3] -> from the right [2/3, 2/3, 2/3]; recall 0..0.25 -> index of the first TP
+  KNET_CHECK_EQ(prec[0], 2.0 / (1.0 + 2.0 + eps));
+  KNET_CHECK_EQ(sc[0], 0.9);   // recall 0: index 0
+  KNET_CHECK_EQ(sc[10], 0.8);  // recall 0.1 <= 1/4: the first TP
+  KNET_CHECK_EQ(sc[50], 0.7);
+  KNET_CHECK_EQ(prec[51], 0.0);  // past the last recall
+  KNET_CHECK_EQ(sc[51], 0.0);
 }
 
 KNET_TEST(png_unfilter_all_filters) {
@@ -213,27 +260,120 @@ KNET_TEST(results_json_reader) {
       "\xEF\xBB\xBF [ {\"image_id\": 3, \"category_id\": 2.0, \"score\": 0.12345, \"extra\": {\"a\": [1, {\"b\": null}], \"c\": true},"
       " \"segmentation\": {\"size\": [4, 5], \"counts\": \"a\\\\b\\u0041\"}, \"bbox\": [1, 2.5, 3e0, -4]},"
       " {\"image_id\": 4, \"category_id\": 1, \"score\": 1, \"segmentation\": [[1, 2, 3, 4, 5, 6]]} ]\n";
-  std::vector<knet::coco::ResultRecord> recs;
+  knet::coco::ResultsScanner sc(doc.data(), doc.size());
+  size_t at = 0, next = 0;
+  bool empty = true, last = false, not_object = false;
   std::string err;
-  KNET_CHECK(knet::coco::parse_results_json(doc.data(), doc.size(), recs, err));
-  KNET_CHECK_EQ(recs.size(), 2u);
-  KNET_CHECK_EQ(recs[0].image_id, 3);
-  KNET_CHECK_EQ(recs[0].category_id, 2);
-  KNET_CHECK(recs[0].cat_is_int);
-  KNET_CHECK_EQ(recs[0].score, 0.12345);
-  KNET_CHECK_EQ(recs[0].seg_kind, 1);
-  KNET_CHECK_EQ(std::string(recs[0].counts, recs[0].counts_len), std::string("a\\bA"));
-  KNET_CHECK_EQ(recs[0].box[1], 2.5);
-  KNET_CHECK_EQ(recs[0].box[3], -4.0);
-  KNET_CHECK_EQ(recs[1].seg_kind, 3);
-  KNET_CHECK_EQ(recs[1].polygons[0].size(), 6u);
-  for (const char* bad : {"[{\"image_id\": 1,", "{\"a\": 1}", "[1, 2]", "[{\"x\": tru}]", "[] x"}) {
+  KNET_CHECK(sc.open(at, empty, err));
+  KNET_CHECK(!empty);
+  knet::coco::ObjectRecord r0, r1;
+  KNET_CHECK(sc.record(at, r0, next, last, not_object, err));
+  KNET_CHECK(!last);
+  KNET_CHECK_EQ(r0.image_id, 3);
+  KNET_CHECK_EQ(r0.category_id, 2);
+  KNET_CHECK(r0.cat_is_int);
+  KNET_CHECK_EQ(r0.score, 0.12345);
+  KNET_CHECK_EQ(r0.seg_kind, 1);
+  KNET_CHECK(r0.counts.escaped);
+  std::string counts;
+  knet::coco::json::unescape(r0.counts.p, r0.counts.len, counts);
+  KNET_CHECK_EQ(counts, std::string("a\\bA"));
+  KNET_CHECK_EQ(r0.box[1], 2.5);
+  KNET_CHECK_EQ(r0.box[3], -4.0);
+  KNET_CHECK(sc.record(next, r1, next, last, not_object, err));
+  KNET_CHECK(last);
+  KNET_CHECK_EQ(r1.seg_kind, 3);
+  KNET_CHECK_EQ(r1.polygons[0].size(), 6u);
+  for (const char* bad : {"[{\"image_id\": 1,", "{\"a\": 1}", "[1, 2]", "[{\"x\": tru}]", "[{} ] x", "[{\"a\": \"\\q\"}]"}) {
     std::string b(bad);
-    std::vector<knet::coco::ResultRecord> r;
-    std::string e;
-    KNET_CHECK(!knet::coco::parse_results_json(b.data(), b.size(), r, e));
-    KNET_CHECK(!e.empty());
+    knet::coco::ResultsScanner s2(b.data(), b.size());
+    size_t f = 0, n2 = 0;
+    bool e2 = false, l2 = false, no = false;
+    std::string er;
+    knet::coco::ObjectRecord r;
+    const bool ok = s2.open(f, e2, er) && (e2 || s2.record(f, r, n2, l2, no, er));
+    KNET_CHECK(!ok);
+    KNET_CHECK(!er.empty() || no);
   }
+}
+
+// A results file cut into parts at guessed record starts: a guess inside a string (or a nested
+// list of objects) must not change the records or the entry numbers of errors.
+KNET_TEST(results_parts_verify_guessed_starts) {
+  knet::coco::Catalog cat;
+  cat.img_ids = {1, 2};
+  cat.heights = {10, 10};
+  cat.widths = {10, 10};
+  cat.cat_ids = {1};
+  cat.cat_names = {"a"};
+  cat.index();
+  std::string doc = "[";
+  const int n = 150000;
+  for (int i = 0; i < n; ++i) {
+    if (i) doc += ",\n";
+    doc += "{\"image_id\": " + std::to_string(1 + i % 2) + ", \"category_id\": 1, \"score\": 0." + std::to_string(i % 97 + 1);
+    // decoys: the part boundary pattern inside a string and inside a nested list of objects
+    if (i % 5 == 0) doc += ", \"note\": \"} , {\"";
+    if (i % 7 == 0) doc += ", \"extra\": [{\"x\": 1}, {\"y\": 2}]";
+    doc += ", \"segmentation\": {\"size\": [10, 10], \"counts\": \"" + std::string(i % 3 ? "52" : "0T1") + "\"}}";
+  }
+  doc += "]";
+  for (int threads : {1, 2, 3, 4, 5, 6}) {
+    setenv("KNET_NUM_THREADS", std::to_string(threads).c_str(), 1);
+    knet::coco::Dataset ds;
+    ds.num_images = 2;
+    ds.num_cats = 1;
+    knet::coco::ResultsScanner sc(doc.data(), doc.size());
+    std::string err;
+    bool json_error = false;
+    KNET_CHECK(knet::coco::load_results(sc, cat, true, 0, ds, err, json_error));
+    KNET_CHECK_EQ(ds.dts.size(), static_cast<size_t>(n));
+    bool order_ok = true;
+    for (int i = 0; i < n; ++i) order_ok = order_ok && ds.dts[i].img == i % 2;
+    KNET_CHECK(order_ok);
+    KNET_CHECK_EQ(ds.dts[4].area, 2.0);  // "52": counts [5, 2] -> area 2
+    // an unknown image late in the file: the entry number counts every part before it
+    std::string bad = doc;
+    const size_t pos = bad.rfind("{\"image_id\": 2, ");
+    bad[pos + 13] = '7';
+    knet::coco::Dataset ds2;
+    knet::coco::ResultsScanner sc2(bad.data(), bad.size());
+    KNET_CHECK(!knet::coco::load_results(sc2, cat, true, 0, ds2, err, json_error));
+    KNET_CHECK_EQ(err, std::string("result 149999 has image_id 7, which is not in the ground truth"));
+  }
+  unsetenv("KNET_NUM_THREADS");
+}
+
+KNET_TEST(rle_bbox_as_pycocotools_2_0_11) {
+  // zero-length foreground runs do not widen the box (older maskApi widened it at their ends)
+  Rle r;
+  r.h = 10;
+  r.w = 10;
+  r.cnts = {5, 0, 18, 4, 30, 0, 20, 2, 21};  // runs [23, 27) in column 2, [77, 79) in column 7; empty at 5, 57
+  double bb[4];
+  knet::rle::to_bbox(r, bb);
+  KNET_CHECK_EQ(bb[0], 2.0);
+  KNET_CHECK_EQ(bb[1], 3.0);
+  KNET_CHECK_EQ(bb[2], 6.0);
+  KNET_CHECK_EQ(bb[3], 6.0);
+  // a run crossing a column spans every row; no counts / one count: zeros
+  r.cnts = {8, 4, 88};
+  knet::rle::to_bbox(r, bb);
+  KNET_CHECK_EQ(bb[1], 0.0);
+  KNET_CHECK_EQ(bb[3], 10.0);
+  r.cnts = {100};
+  knet::rle::to_bbox(r, bb);
+  KNET_CHECK_EQ(bb[2], 0.0);
+  // the same box from mask_iou's one-pass decoder and from the string form
+  const std::string s = knet::rle::to_string(Rle{10, 10, {5, 0, 18, 4, 30, 0, 20, 2, 21}});
+  std::vector<uint32_t> iv(16);
+  knet::mask_iou::RunMask m;
+  knet::mask_iou::runs_from_string(s.data(), s.size(), 10, 10, iv.data(), m);
+  KNET_CHECK_EQ(m.box[0], 2.0);
+  KNET_CHECK_EQ(m.box[3], 6.0);
+  KNET_CHECK_EQ(m.area, 6u);
+  size_t count = knet::rle::for_each_count(s.data(), s.size(), [](uint32_t) {});
+  KNET_CHECK_EQ(count, 9u);
 }
 
 KNET_TEST(rle_string_area_matches_decode) {

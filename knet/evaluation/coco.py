@@ -24,7 +24,6 @@ image id not in the ground truth, malformed entries) and evaluates an empty resu
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +167,24 @@ def _add_gts(core, gt: CocoGroundTruth) -> None:
         raise KnetError(f"ground truth: {exc}") from None
 
 
+def _core_from_gt(gt: "str | os.PathLike | dict | CocoGroundTruth", use_segm: bool):
+    """(core with the ground truth loaded, category ids, category names)."""
+    if isinstance(gt, (str, os.PathLike)):  # the C++ reader: no Python object per annotation
+        path = Path(gt)
+        if not path.is_file():
+            raise KnetError(f"ground-truth file not found: {path}")
+        try:
+            core = ext().CocoEvalCore.from_gt_file(str(path), use_segm)
+        except ValueError as exc:
+            msg = str(exc)
+            raise KnetError(f"ground-truth file {path}{'' if msg.startswith(':') else ' '}{msg}") from None
+        return core, list(core.cat_ids), list(core.cat_names)
+    gt = CocoGroundTruth.load(gt)
+    core = ext().CocoEvalCore(gt.img_ids, gt.heights, gt.widths, gt.cat_ids, use_segm)
+    _add_gts(core, gt)
+    return core, list(gt.cat_ids), list(gt.cat_names)
+
+
 def evaluate_coco(
     gt: "str | os.PathLike | dict | CocoGroundTruth",
     results: "str | os.PathLike | list[dict]",
@@ -178,37 +195,23 @@ def evaluate_coco(
     """Evaluate COCO results (file path or loaded list) against ground truth (path or dict)."""
     if iou_type not in IOU_TYPES:
         raise KnetError(f"unknown IoU type {iou_type!r}; expected one of {', '.join(IOU_TYPES)}")
-    gt = CocoGroundTruth.load(gt)
     if not isinstance(results, list) and not isinstance(results, (str, os.PathLike)):
         raise KnetError(f"results must be a file path or a list of detections, not {type(results).__name__}")
-    core = ext().CocoEvalCore(gt.img_ids, gt.heights, gt.widths, gt.cat_ids, iou_type == "segm")
+    core, cat_ids, cat_names = _core_from_gt(gt, iou_type == "segm")
     if isinstance(results, list):
-        _add_gts(core, gt)
         try:
             core.add_dts(results, _area_mode(results, iou_type, pycocotools_compat))
         except ValueError as exc:
             raise KnetError(f"results: {exc}") from None
-    else:  # read by the C++ JSON reader (no Python object per detection), while the GTs load
+    else:  # read by the C++ JSON reader on several threads (no Python object per detection)
         path = Path(results)
         if not path.is_file():
             raise KnetError(f"results file not found: {path}")
         mode = 3 if pycocotools_compat else (0 if iou_type == "segm" else 2)
-        errors: list[ValueError] = []
-
-        def read_results() -> None:
-            try:
-                core.add_dts_file(str(path), mode)  # releases the GIL while parsing
-            except ValueError as exc:
-                errors.append(exc)
-
-        reader = threading.Thread(target=read_results, name="knet-results-reader")
-        reader.start()
         try:
-            _add_gts(core, gt)
-        finally:
-            reader.join()
-        if errors:
-            raise KnetError(f"results file {path}: {errors[0]}")
+            core.add_dts_file(str(path), mode)  # releases the GIL while parsing
+        except ValueError as exc:
+            raise KnetError(f"results file {path}: {exc}") from None
     precision, recall, scores = core.evaluate(
         IOU_THRS.tolist(), REC_THRS.tolist(), [float(a[0]) for a in AREA_RNG], [float(a[1]) for a in AREA_RNG], MAX_DETS
     )
@@ -217,7 +220,7 @@ def evaluate_coco(
         precision=precision,
         recall=recall,
         scores=scores,
-        cat_ids=list(gt.cat_ids),
-        cat_names=list(gt.cat_names),
+        cat_ids=cat_ids,
+        cat_names=cat_names,
         stats=summarize(precision, recall),
     )

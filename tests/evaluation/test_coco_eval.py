@@ -166,3 +166,73 @@ def test_errors(coco_set, tmp_path):
         evaluate_coco(gt, [{"image_id": gt["images"][0]["id"], "category_id": 1}])
     with pytest.raises(KnetError, match="IoU type"):
         evaluate_coco(gt, [], iou_type="keypoints")
+
+
+def test_ground_truth_file_read_in_cpp(coco_set, tmp_path):
+    # the C++ instances reader: polygons, uncompressed crowd RLEs and compressed strings (with
+    # JSON escapes), keys in any order, against pycocotools on the same dicts
+    gt, res = coco_set
+    gt = copy.deepcopy(gt)
+    img = {im["id"]: im for im in gt["images"]}
+    for a in gt["annotations"][::5]:
+        if isinstance(a["segmentation"], list):
+            a["segmentation"] = rle.to_rle(a["segmentation"], img[a["image_id"]]["height"], img[a["image_id"]]["width"])
+    assert any("\\" in a["segmentation"]["counts"] for a in gt["annotations"] if isinstance(a["segmentation"], dict)
+               and isinstance(a["segmentation"]["counts"], str))
+    doc = {"categories": gt["categories"], "annotations": [dict(reversed(list(a.items()))) for a in gt["annotations"]],
+           "info": {"x": [1, {"y": None}]}, "images": gt["images"]}
+    (tmp_path / "gt.json").write_text(json.dumps(doc, indent=1))
+    (tmp_path / "res.json").write_text(json.dumps(res))
+    ref = _pycoco(gt, res)
+    _assert_identical(evaluate_coco(tmp_path / "gt.json", res), ref)
+    ours = evaluate_coco(str(tmp_path / "gt.json"), tmp_path / "res.json")
+    _assert_identical(ours, ref)
+    assert ours.cat_names == [c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"])]
+    ref_box = _pycoco(gt, [dict(r, bbox=rle.to_bbox(r["segmentation"])[0].tolist()) for r in res], "bbox")
+    with_box = [dict(r, bbox=rle.to_bbox(r["segmentation"])[0].tolist()) for r in res]
+    _assert_identical(evaluate_coco(tmp_path / "gt.json", with_box, iou_type="bbox"), ref_box)
+
+
+def test_ground_truth_file_errors(coco_set, tmp_path):
+    _, res = coco_set
+    bad = tmp_path / "bad.json"
+    cases = [
+        ('{"images": [', "is not valid JSON"),
+        ("[1, 2]", "is not a COCO instances file"),
+        ('{"images": [], "annotations": []}', "no 'categories' list"),
+        ('{"images": [{"id": 1, "width": 4}], "annotations": [], "categories": []}', "'height'"),
+        ('{"images": [{"id": 1, "height": 4, "width": 4}], "categories": [{"id": 1}], '
+         '"annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 2, 0, 2, 2]]}]}', "lacks 'area'"),
+    ]
+    for text, match in cases:
+        bad.write_text(text)
+        with pytest.raises(KnetError, match=match) as info:
+            evaluate_coco(bad, [])
+        assert str(bad) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(KnetError, match="ground-truth file not found"):
+        evaluate_coco(tmp_path / "missing.json", [])
+
+
+def test_results_file_parsed_in_parts(coco_set, tmp_path):
+    # a results file large enough to be parsed on several threads (cut at guessed record starts);
+    # decoys that look like record boundaries sit inside strings and nested lists
+    gt, res = coco_set
+    big = []
+    for k in range(16):
+        for i, r in enumerate(res):
+            r = dict(r, score=round(r["score"] - 1e-3 * k, 6))
+            if i % 3 == 0:
+                r["note"] = "} , {"
+            if i % 5 == 0:
+                r["extra"] = [{"a": 1}, {"b": [2]}]
+            big.append(r)
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(big))
+    assert path.stat().st_size > 8 << 20
+    ours = evaluate_coco(gt, path)
+    plain = [{k: v for k, v in r.items() if k not in ("note", "extra")} for r in big]
+    _assert_identical(ours, _pycoco(gt, plain))
+    big[-7]["image_id"] = 424242
+    path.write_text(json.dumps(big))
+    with pytest.raises(KnetError, match=f"result {len(big) - 7} has image_id 424242"):
+        evaluate_coco(gt, path)
