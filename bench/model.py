@@ -5,8 +5,13 @@
 
 Batch 1, torch.inference_mode(), random weights (latency does not depend on them), float32.
 Every configuration runs in a fresh subprocess, once with the compiled ops (knet._C) and once with
-the PyTorch twins (KNET_DISABLE_EXT=1), with 1 and with 2 threads; "fused-*" adds the det models'
-optional BN-folded channels-last backbone (DetKNetConfig.fused_inference; not bit-parity);
+the PyTorch twins (KNET_DISABLE_EXT=1), with 1 and with 2 threads, on the default inference path
+(det: NNPACK Winograd for the neck's and kernel generator's stride-1 3x3 convs,
+DetKNetConfig.winograd_convs, taken with 1 thread only: knet.models.fast_conv). Other modes:
+"direct-compiled" turns the Winograd path off (plain F.conv2d: its in-run baseline);
+"winograd2t-compiled" allows it at any thread count (the evidence for the 1-thread rule);
+"fused-*" adds the det models' opt-in BN-folded channels-last backbone
+(DetKNetConfig.fused_inference; fails the end-to-end fixture parity, see DetKNet.extract_features);
 "unfolded-compiled" turns off the kernel update stages' inference fold of feat_transform
 (KernelUpdateHead.fold_feat_transform): the in-run baseline of that fold.
 Each worker also times the original code's post-processing transcribed literally (every mask
@@ -85,15 +90,19 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def worker(task: str, threads: int, iters: int, fused: bool, unfolded: bool = False) -> dict:
+def worker(task: str, threads: int, iters: int, fused: bool, unfolded: bool = False, winograd: str = "default") -> dict:
     import torch
 
     torch.set_num_threads(threads)
     from knet.extension import has_ext
     from knet.models import PRESETS, build_model
+    from knet.models.fast_conv import set_winograd
 
     torch.manual_seed(0)
     model = build_model(PRESETS[PRESET[task]]()).eval()
+    if task != "semantic" and winograd != "default":  # "off": direct convs; "any": at any thread count
+        for part in (model.fpn, model.kernel_generator):
+            set_winograd(part, enabled=winograd == "any", max_threads=1024)
     stages = model.kernel_update_stages if task == "semantic" else model.update_stages
     for stage in stages:
         stage.fold_feat_transform = not unfolded  # unfolded: full-resolution feat_transform
@@ -137,12 +146,14 @@ def run_all(args) -> list[dict]:
     for task in args.tasks.split(","):
         for mode in args.modes.split(","):
             for threads in [int(t) for t in args.threads.split(",")]:
-                if mode.startswith("fused") and task == "semantic":
+                if mode.startswith(("fused", "direct", "winograd2t")) and task == "semantic":
                     continue
                 env = dict(os.environ, KNET_DISABLE_EXT="1" if mode.endswith("twins") else "0", OMP_NUM_THREADS=str(threads))
                 cmd = [sys.executable, __file__, "--worker", "--tasks", task, "--threads", str(threads), "--iters", str(args.iters)]
                 cmd += ["--fused"] if mode.startswith("fused") else []
                 cmd += ["--unfolded"] if mode.startswith("unfolded") else []
+                cmd += ["--winograd", "off"] if mode.startswith("direct") else []
+                cmd += ["--winograd", "any"] if mode.startswith("winograd2t") else []
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(f"{task} {mode} {threads}t failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -183,17 +194,19 @@ def main() -> None:
     ap.add_argument("--tasks", default="panoptic,instance,semantic")
     ap.add_argument(
         "--modes",
-        default="compiled,twins,fused-compiled",
-        help="compiled (knet._C), twins (KNET_DISABLE_EXT=1), fused-compiled / fused-twins (plus the BN-folded"
-        " channels-last backbone, det only), unfolded-compiled (no feat_transform fold in the kernel update"
-        " stages: its in-run baseline)",
+        default="compiled,direct-compiled,twins,fused-compiled",
+        help="compiled (knet._C), twins (KNET_DISABLE_EXT=1), direct-compiled (det: no Winograd convs, the"
+        " in-run baseline), winograd2t-compiled (det: Winograd at any thread count), fused-compiled /"
+        " fused-twins (plus the opt-in BN-folded channels-last backbone, det only), unfolded-compiled (no"
+        " feat_transform fold in the kernel update stages: its in-run baseline)",
     )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--unfolded", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--winograd", default="default", choices=["default", "off", "any"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.tasks, int(args.threads), args.iters, args.fused, args.unfolded)))
+        print(json.dumps(worker(args.tasks, int(args.threads), args.iters, args.fused, args.unfolded, args.winograd)))
         return
     print(f"per-image latency, batch 1, CPU, median of {args.iters}; det 800x1216, semantic 512x512")
     print(f"original code, 1 thread: {ORIGINAL_1T} (panoptic split backbone+FPN/heads/post = {ORIGINAL_SPLIT['panoptic']})")

@@ -60,6 +60,20 @@ def masks_to_original(
     return probs_to_original(probs, batch_shape=batch_shape, img_shape=img_shape, ori_shape=ori_shape)
 
 
+def window3(probs: torch.Tensor, op) -> torch.Tensor:
+    """[N, H, W] -> [N, H, W]: `op` (torch.maximum / torch.minimum) over each 3x3 window, clipped
+    at the borders. Equal to F.max_pool2d(probs, 3, 1, padding=1) for torch.maximum (max and min
+    are exact), as two separable passes of shifted element-wise ops: ~10x faster than
+    max_pool2d_with_indices on CPU."""
+    rows = probs.clone()
+    op(rows[:, 1:], probs[:, :-1], out=rows[:, 1:])  # row i: op(p[i], p[i-1])
+    op(rows[:, :-1], probs[:, 1:], out=rows[:, :-1])  # ... and p[i+1]
+    out = rows.clone()
+    op(out[:, :, 1:], rows[:, :, :-1], out=out[:, :, 1:])
+    op(out[:, :, :-1], rows[:, :, 1:], out=out[:, :, :-1])
+    return out
+
+
 def possible_winners(probs: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """[N] bool: the kernels that can win the score-weighted argmax at some output pixel.
 
@@ -71,10 +85,10 @@ def possible_winners(probs: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     0, it is never written, and dropping it from the argmax changes no pixel.
     """
     w = scores.view(-1, 1, 1).float()
-    upper = F.max_pool2d(probs.unsqueeze(0), 3, stride=1, padding=1)[0] * w  # [N, H4, W4]
-    lower = -F.max_pool2d(-probs.unsqueeze(0), 3, stride=1, padding=1)[0] * w
-    floor = lower.max(dim=0).values  # [H4, W4]
-    return (upper * (1 + 1e-5) + 1e-12 >= floor).flatten(1).any(dim=1)
+    upper = window3(probs, torch.maximum).mul_(w)  # [N, H4, W4]
+    floor = window3(probs, torch.minimum).mul_(w).amax(dim=0)  # [H4, W4]
+    upper.mul_(1 + 1e-5).add_(1e-12)
+    return torch.ge(upper, floor).flatten(1).any(dim=1)
 
 
 def _chunks(n: int, batch_shape: Shape):

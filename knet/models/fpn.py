@@ -5,7 +5,9 @@ coarser level, and a 3x3 conv smooths each sum: P2..P5 at strides 4/8/16/32. The
 outputs equals the number of inputs in every release, so no extra levels are built.
 
 `ConvBlock` (conv, optional GroupNorm, optional ReLU) is the small unit shared by the neck and
-the kernel generator; its attribute names (`conv`, `gn`) follow the checkpoints.
+the kernel generator; its attribute names (`conv`, `gn`) follow the checkpoints. Its conv is a
+`WinogradConv2d`: a plain nn.Conv2d unless the model switches the Winograd inference path on
+(DetKNetConfig.winograd_convs; only the stride-1 3x3 convs ever take it).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from knet.models.fast_conv import WinogradConv2d
 
 
 class ConvBlock(nn.Module):
@@ -31,7 +35,7 @@ class ConvBlock(nn.Module):
         relu: bool = False,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(
+        self.conv = WinogradConv2d(
             in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=gn_groups is None
         )
         self.gn = nn.GroupNorm(gn_groups, out_channels) if gn_groups is not None else None

@@ -128,3 +128,26 @@ def test_fused_backbone_close_and_rebuilt_after_weight_change():
         assert (plain2[-1] - plain[-1]).abs().max() > 1e-3
         assert (plain2[-1] - fused2[-1]).abs().max() <= 1e-4 * plain2[-1].abs().max()
     assert len(model.state_dict()) == len(build_model(small(knet_instance_tiny())).state_dict())
+
+
+@pytest.mark.parametrize("winograd", [True, False])
+def test_winograd_switch_follows_config(winograd):
+    from knet.models.fast_conv import WinogradConv2d
+
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(small(knet_panoptic_tiny()), winograd_convs=winograd)).eval()
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, WinogradConv2d)}
+    assert convs and all(name.startswith(("fpn.", "kernel_generator.")) for name in convs)  # never the backbone
+    assert all(m.winograd == winograd for m in convs.values())
+    # both paths give the same network up to the Winograd rounding (forced on for these 16-channel convs)
+    for m in convs.values():
+        m.min_channels, m.max_threads = 1, 1024
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        pyramid = model.extract_features(x)
+        for m in convs.values():
+            m.winograd = not winograd
+        other = model.extract_features(x)
+    for a, b in zip(pyramid, other):
+        assert (a - b).abs().max() <= 1e-4 * a.abs().max()
+    assert any(not torch.equal(a, b) for a, b in zip(pyramid, other))  # the two paths really differ

@@ -1,10 +1,15 @@
 """Instance / panoptic K-Net against the original code's outputs (fixtures/README.md contract).
 
-Module by module (each module gets the saved outputs of the one before it) and end to end.
+Module by module (each module gets the saved outputs of the one before it) and end to end, on
+both inference paths of the neck and kernel generator convs: "direct" (F.conv2d) and "winograd"
+(NNPACK Winograd, forced on every eligible conv of the compact fixture models whatever their
+width and the thread count). The opt-in fused backbone is checked module by module only: end to
+end it does not hold the contract (see DetKNet.extract_features).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -13,6 +18,7 @@ import torch
 
 from knet.models import load_model
 from knet.models.det_postprocess import instance_postprocess, panoptic_postprocess
+from knet.models.fast_conv import nnpack_available, set_winograd
 
 NAMES = {
     "instance": "knet_s3_r50_fpn_coco_instance_tiny",
@@ -51,6 +57,22 @@ def fx(request, fixtures_dir, tmp_path_factory) -> Fixture:
     return Fixture(fixtures_dir, request.param, tmp_path_factory)
 
 
+PATHS = ["direct", pytest.param("winograd", marks=pytest.mark.skipif(not nnpack_available(), reason="no NNPACK"))]
+
+
+@contextlib.contextmanager
+def conv_path(model, path: str):
+    """Neck + kernel generator convs on `path` for the duration; back to the config's choice after."""
+    try:
+        for part in (model.fpn, model.kernel_generator):
+            n = set_winograd(part, enabled=path == "winograd", min_channels=1, max_threads=1024)
+            assert n > 0
+        yield
+    finally:
+        for part in (model.fpn, model.kernel_generator):
+            set_winograd(part, enabled=model.config.winograd_convs)
+
+
 @torch.inference_mode()
 def test_backbone(fx):
     outs = fx.model.backbone(fx.x)
@@ -59,22 +81,36 @@ def test_backbone(fx):
 
 
 @torch.inference_mode()
-def test_fpn(fx):
-    outs = fx.model.fpn([fx.t(f"backbone_c{i}") for i in range(2, 6)])
+def test_fused_backbone(fx):
+    """The opt-in BN-folded channels-last backbone holds the per-array tolerance (not end to end)."""
+    outs = fx.model._inference_backbone()(fx.x.contiguous(memory_format=torch.channels_last))
+    for i, out in enumerate(outs):
+        close(fx.ref[f"backbone_c{i + 2}"], out, f"fused backbone_c{i + 2}")
+
+
+@pytest.mark.parametrize("path", PATHS)
+@torch.inference_mode()
+def test_fpn(fx, path):
+    with conv_path(fx.model, path):
+        outs = fx.model.fpn([fx.t(f"backbone_c{i}") for i in range(2, 6)])
     for i, out in enumerate(outs):
         close(fx.ref[f"fpn_p{i + 2}"], out, f"fpn_p{i + 2}")
 
 
+@pytest.mark.parametrize("path", PATHS)
 @torch.inference_mode()
-def test_localization_fpn(fx):
-    loc, sem = fx.model.kernel_generator.localization_fpn([fx.t(f"fpn_p{i}") for i in range(2, 6)])
+def test_localization_fpn(fx, path):
+    with conv_path(fx.model, path):
+        loc, sem = fx.model.kernel_generator.localization_fpn([fx.t(f"fpn_p{i}") for i in range(2, 6)])
     close(fx.ref["semantic_fpn_loc_feats"], loc, "loc_feats")
     close(fx.ref["semantic_fpn_sem_feats"], sem, "sem_feats")
 
 
+@pytest.mark.parametrize("path", PATHS)
 @torch.inference_mode()
-def test_kernel_generator(fx):
-    init = fx.model.kernel_generator([fx.t(f"fpn_p{i}") for i in range(2, 6)])
+def test_kernel_generator(fx, path):
+    with conv_path(fx.model, path):
+        init = fx.model.kernel_generator([fx.t(f"fpn_p{i}") for i in range(2, 6)])
     close(fx.ref["x_feats"], init.feats, "x_feats")
     close(fx.ref["rpn_seg_preds"], init.seg_logits, "rpn_seg_preds")
     close(fx.ref["stage0_mask_logits"], init.mask_logits, "stage0_mask_logits")
@@ -135,9 +171,11 @@ def test_postprocess_from_saved_stage3(fx):
     check_result(fx, result)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @torch.inference_mode()
-def test_end_to_end(fx):
-    outputs = fx.model.forward_stages(fx.x)
+def test_end_to_end(fx, path):
+    with conv_path(fx.model, path):
+        outputs = fx.model.forward_stages(fx.x)
     assert len(outputs) == 4 and outputs[0]["cls_logits"] is None
     for s, out in enumerate(outputs):
         close(fx.ref[f"stage{s}_mask_logits"], out["mask_logits"], f"stage{s}_mask_logits")
