@@ -3,9 +3,8 @@
 
 #include <algorithm>
 #include <cstring>
-#ifdef __AVX2__
-#include <immintrin.h>
-#endif
+
+#include "ops/png/adler32_core.h"
 
 namespace knet {
 namespace png {
@@ -18,7 +17,6 @@ constexpr size_t kSlack = 64;          // match copies may write up to 31 bytes 
 constexpr size_t kRoom = 192 * 1024;   // output decoded between two window slides
 constexpr unsigned kLitBits = 10, kDistBits = 8, kClBits = 7;
 constexpr uint32_t kSub = 0x80000000u;  // table entry: a pointer to a subtable
-constexpr uint32_t kAdlerMod = 65521;
 
 const uint16_t kLenBase[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
                                31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
@@ -361,78 +359,15 @@ bool Inflater::decode(size_t want) {
   return ok && check_truncation();
 }
 
-namespace {
-
-// adler32 sums (a, b) over n bytes; b stays below 2^32 for n <= 5552 (zlib's NMAX)
-void adler_scalar(uint32_t& a, uint32_t& b, const uint8_t* p, size_t n) {
-  while (n > 0) {
-    size_t k = std::min<size_t>(n, 5552);
-    n -= k;
-    for (; k >= 4; k -= 4, p += 4) {
-      a += p[0];
-      b += a;
-      a += p[1];
-      b += a;
-      a += p[2];
-      b += a;
-      a += p[3];
-      b += a;
-    }
-    for (; k > 0; --k) {
-      a += *p++;
-      b += a;
-    }
-    a %= kAdlerMod;
-    b %= kAdlerMod;
-  }
-}
-
-#ifdef __AVX2__
-inline uint64_t hsum32(__m256i v) {
-  const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  const __m128i t = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  return static_cast<uint32_t>(_mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1))));
-}
-
-// 32 bytes per step: the byte sums through SAD, the position-weighted sums (weights 32..1)
-// through maddubs; b also gains 32 x (the byte sums of all earlier blocks of the chunk)
-void adler_avx2(uint32_t& a, uint32_t& b, const uint8_t* p, size_t n) {
-  const __m256i zero = _mm256_setzero_si256(), ones = _mm256_set1_epi16(1);
-  const __m256i weights = _mm256_setr_epi8(32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14,
-                                           13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1);
-  while (n >= 32) {
-    const size_t blocks = std::min<size_t>(n / 32, 173);  // 173 x 32 <= 5552: no lane overflows
-    n -= blocks * 32;
-    __m256i s1 = zero, s2 = zero, earlier = zero;
-    for (size_t k = 0; k < blocks; ++k, p += 32) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-      earlier = _mm256_add_epi32(earlier, s1);
-      s1 = _mm256_add_epi32(s1, _mm256_sad_epu8(v, zero));
-      s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(_mm256_maddubs_epi16(v, weights), ones));
-    }
-    const uint64_t bb = b + uint64_t{a} * (blocks * 32) + 32 * hsum32(earlier) + hsum32(s2);
-    a = static_cast<uint32_t>((a + hsum32(s1)) % kAdlerMod);
-    b = static_cast<uint32_t>(bb % kAdlerMod);
-  }
-  adler_scalar(a, b, p, n);
-}
-#endif
-
-}  // namespace
-
 void Inflater::adler_add(const uint8_t* p, size_t n, bool zero_tail) {
   if (n == 0) return;
   if (zero_tail) {
     // one byte, then n - 1 zero bytes: a stays, b gains a for each
-    adler_a_ = (adler_a_ + p[0]) % kAdlerMod;
-    adler_b_ = static_cast<uint32_t>((adler_b_ + uint64_t{adler_a_} * n) % kAdlerMod);
+    adler_a_ = (adler_a_ + p[0]) % kAdler32Mod;
+    adler_b_ = static_cast<uint32_t>((adler_b_ + uint64_t{adler_a_} * n) % kAdler32Mod);
     return;
   }
-#ifdef __AVX2__
-  adler_avx2(adler_a_, adler_b_, p, n);
-#else
-  adler_scalar(adler_a_, adler_b_, p, n);
-#endif
+  adler32_update(adler_a_, adler_b_, p, n);
 }
 
 const uint8_t* Inflater::read(size_t n, bool* zero_tail) {
