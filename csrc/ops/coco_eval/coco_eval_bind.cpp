@@ -210,6 +210,8 @@ class CocoEvalCore {
   // Ground-truth annotations (COCO "annotations" list). Unknown images/categories are skipped,
   // as pycocotools' getAnnIds(imgIds, catIds) does.
   void add_gts(py::sequence anns) {
+    // results read from files carry IoUs with the ground truth present at that time
+    if (!ds_.dts.empty()) throw py::value_error("add the ground truth before the results");
     const size_t n = py::len(anns);
     std::vector<PendingSegm> pending;
     std::vector<knet::coco::GtObj> objs;
@@ -258,7 +260,7 @@ class CocoEvalCore {
       });
     }
     for (auto& o : objs) ds_.gts.push_back(std::move(o));
-    if (use_segm_) knet::coco::prepare_gt_masks(ds_);
+    knet::coco::prepare_gt_masks(ds_, use_segm_);
   }
 
   // Results. area_mode: 0 = mask area (knet default for segm), 1 = area of the given box w*h
@@ -369,7 +371,7 @@ class CocoEvalCore {
     }
     if (!buf) throw py::value_error("cannot read " + path);
     if (!ok) throw py::value_error(json_error ? "not valid JSON (" + err + ")" : err);
-    bufs_.push_back(std::move(buf));  // the lazy counts strings point into it
+    // no detection points into the buffer any more (IoUs computed while parsing): freed here
   }
 
   py::tuple evaluate(std::vector<double> iou_thrs, std::vector<double> rec_thrs, std::vector<double> area_lo,
@@ -417,7 +419,6 @@ class CocoEvalCore {
   bool use_segm_;
   knet::coco::Catalog cat_;
   knet::coco::Dataset ds_;
-  std::vector<std::unique_ptr<std::string>> bufs_;
 };
 
 void bind_coco_eval(py::module_& m) {

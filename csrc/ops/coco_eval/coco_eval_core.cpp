@@ -53,7 +53,8 @@ struct Scratch {
   std::vector<int64_t> npig;   // [A]
   std::vector<int32_t> sorted, kept, tp_pos;
   std::vector<uint8_t> fl;
-  std::vector<double> tp_fp, sufmax;
+  std::vector<uint32_t> tp_fp;
+  std::vector<double> sufmax;
 };
 
 // evaluateImg for one (image, category) cell: appends the cell's kept detections to s.dets/flags.
@@ -92,6 +93,10 @@ void evaluate_cell(const Dataset& ds, const Index& x, const Params& p, const int
   }
   for (size_t d = 0; d < D; ++d) {
     const DtObj& o = ds.dts[x.dt_order[s.dt[d]]];
+    if (o.iou_off >= 0) {  // computed while the results were read
+      std::copy_n(ds.dt_ious.data() + o.iou_off, G, s.ious.data() + d * G);
+      continue;
+    }
     if (!p.use_segm) {
       for (size_t g = 0; g < G; ++g) s.ious[d * G + g] = rle::bbox_iou(o.box, ds.gts[gts[g]].box, s.crowd[g]);
       continue;
@@ -192,7 +197,7 @@ void accumulate_cat(const Params& p, int32_t k, size_t K, Scratch& s, double* pr
         // right-to-left max of pr and the searchsorted(rc, thr) index are found among the true
         // positives (and index 0, whose pr is 0 unless it is the first true positive)
         size_t ntp = 0;
-        double fp = 0;
+        uint32_t fp = 0;  // an integer counter: no floating-point add on the loop's critical path
         for (size_t j = 0; j < nd; ++j) {
           const uint8_t f = s.fl[j * AT + a * T + t];
           s.tp_pos[ntp] = static_cast<int32_t>(j);
@@ -205,7 +210,7 @@ void accumulate_cat(const Params& p, int32_t k, size_t K, Scratch& s, double* pr
         s.sufmax[ntp + 1] = 0.0;
         for (size_t c = ntp; c >= 1; --c) {
           const double tp = static_cast<double>(c);
-          const double pr = tp / (s.tp_fp[c - 1] + tp + eps);
+          const double pr = tp / (static_cast<double>(s.tp_fp[c - 1]) + tp + eps);
           s.sufmax[c] = pr > s.sufmax[c + 1] ? pr : s.sufmax[c + 1];
         }
         size_t c = 1;

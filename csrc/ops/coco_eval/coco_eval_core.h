@@ -50,6 +50,9 @@ struct DtObj {
   bool escaped = false;
   uint32_t h = 0, w = 0;
   int32_t rle = -1;  // ... or the index of its decoded counts in Dataset::dt_rles
+  // IoUs with its cell's ground truths (file order) at Dataset::dt_ious[iou_off], computed while
+  // the results file was parsed (-1: computed when the cell is evaluated)
+  int64_t iou_off = -1;
 };
 
 struct Params {
@@ -67,7 +70,24 @@ struct Dataset {
   std::vector<GtObj> gts;  // file order
   std::vector<DtObj> dts;  // file order
   std::vector<rle::Rle> dt_rles;
+  std::vector<double> dt_ious;
   std::vector<uint32_t> gt_iv;  // start/end pairs
+  // ground truths by (image, category, file order): image i's are gt_by_img[gt_img_start[i] ..
+  // gt_img_start[i + 1]) (filled by prepare_gt_masks, for cell lookups while results load)
+  std::vector<int32_t> gt_by_img;
+  std::vector<int64_t> gt_img_start;
+  // ids of the ground truths of cell (img, cat) in file order: [begin, end) of gt_by_img
+  void gt_cell(int32_t img, int32_t cat, int64_t& begin, int64_t& end) const {
+    begin = end = 0;
+    if (gt_img_start.empty()) return;
+    int64_t b = gt_img_start[img];
+    const int64_t e = gt_img_start[img + 1];
+    while (b < e && gts[gt_by_img[b]].cat < cat) ++b;
+    int64_t f = b;
+    while (f < e && gts[gt_by_img[f]].cat == cat) ++f;
+    begin = b;
+    end = f;
+  }
 };
 
 // Objects ordered by (category, image, file order), with per-category offsets [K + 1], and the
@@ -80,8 +100,9 @@ struct Index {
 };
 Index build_index(const Dataset& ds);
 
-// Intervals, area, zero-run flag of every ground-truth mask (segm), in parallel.
-void prepare_gt_masks(Dataset& ds);
+// Intervals, area, zero-run flag of every ground-truth mask (segm, in parallel), and the
+// (image, category) lookup gt_by_img (segm and bbox).
+void prepare_gt_masks(Dataset& ds, bool use_segm = true);
 
 // evaluate() + accumulate() for categories [cat_begin, cat_end). Arrays are pycocotools' layouts,
 // C order, pre-filled with -1 by the caller: precision/scores [T, R, K, A, M], recall [T, K, A, M].

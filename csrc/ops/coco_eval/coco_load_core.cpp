@@ -36,8 +36,33 @@ std::vector<std::vector<double>> box_polygon(const double b[4]) {
 
 // One result record -> detection (false: `err` with kEntry for the entry number).
 // keep = false: a category that is not evaluated (pycocotools drops it after the checks).
-bool dt_from_record(const Catalog& c, ObjectRecord& r, bool use_segm, int area_mode, DtObj& o, rle::Rle& mask,
-                    bool& has_mask, bool& keep, std::string& scratch, std::string& err) {
+// Per-thread buffers of the results parse.
+struct Work {
+  std::string scratch;
+  MaskRuns runs;
+  std::vector<double> ious;  // IoUs of the part's detections with their cells' ground truths
+};
+
+// IoUs of a detection given as a compressed string with the ground truths of its cell, computed
+// now while the string is in cache (false: the cell has no ground truth, nothing computed).
+bool cell_ious(const Dataset& ds, DtObj& o, const ObjectRecord& r, Work& wk) {
+  int64_t b, e;
+  ds.gt_cell(o.img, o.cat, b, e);
+  if (b == e) return false;
+  bool exact = false;
+  for (int64_t g = b; g < e; ++g) exact = exact || ds.gts[ds.gt_by_img[g]].zero_run;
+  runs_from_string(r.counts.p, r.counts.len, r.counts.escaped, r.seg_h, r.seg_w, exact, wk.runs, wk.scratch);
+  o.iou_off = static_cast<int64_t>(wk.ious.size());
+  for (int64_t g = b; g < e; ++g) {
+    const GtObj& q = ds.gts[ds.gt_by_img[g]];
+    wk.ious.push_back(mask_iou(wk.runs, ds.gt_iv.data() + q.iv_begin, static_cast<size_t>(q.iv_end - q.iv_begin) / 2, q));
+  }
+  return true;
+}
+
+bool dt_from_record(const Catalog& c, const Dataset& ds, ObjectRecord& r, bool use_segm, int area_mode, DtObj& o,
+                    rle::Rle& mask, bool& has_mask, bool& keep, Work& wk, std::string& err) {
+  std::string& scratch = wk.scratch;
   has_mask = false;
   keep = false;
   if (!r.has_image || !r.has_cat || !r.has_score) return (err = at("result ", " lacks image_id, category_id or score"), false);
@@ -57,13 +82,16 @@ bool dt_from_record(const Catalog& c, ObjectRecord& r, bool use_segm, int area_m
     const uint32_t h = static_cast<uint32_t>(c.heights[o.img]), w = static_cast<uint32_t>(c.widths[o.img]);
     if (r.seg_kind == 1 || r.seg_kind == 2) {
       if (!r.seg_size_ok) return (err = at("segmentation of entry ", " is not a valid RLE"), false);
-      if (r.seg_kind == 1 && use_segm) {  // kept as a string, decoded if its cell has ground truth
-        o.str = r.counts.p;
-        o.len = static_cast<uint32_t>(r.counts.len);
-        o.escaped = r.counts.escaped;
+      if (r.seg_kind == 1 && use_segm) {
         o.h = r.seg_h;
         o.w = r.seg_w;
-        if (area_mode == 0) o.area = string_area(o.str, o.len, o.escaped, scratch);
+        auto ci = r.cat_is_int ? c.cat_index.find(r.category_id) : c.cat_index.end();
+        if (ci != c.cat_index.end()) o.cat = ci->second;
+        if (ci != c.cat_index.end() && cell_ious(ds, o, r, wk)) {  // decoded once, now
+          if (area_mode == 0) o.area = static_cast<double>(wk.runs.area);
+        } else {  // no ground truth in its cell: only the area is ever needed
+          if (area_mode == 0) o.area = string_area(r.counts.p, r.counts.len, r.counts.escaped, scratch);
+        }
       } else if (r.seg_kind == 1) {
         const char* s = r.counts.p;
         size_t n = r.counts.len;
@@ -117,6 +145,7 @@ bool dt_from_record(const Catalog& c, ObjectRecord& r, bool use_segm, int area_m
 struct Part {
   std::vector<DtObj> dts;
   std::vector<rle::Rle> rles;
+  Work work;
   size_t count = 0;   // records parsed
   size_t stop = 0;    // index of the part whose start this one reached (parts.size(): the end)
   bool failed = false;
@@ -124,11 +153,10 @@ struct Part {
   std::string error;  // kEntry = entry number (count at failure, plus the parts before)
 };
 
-void parse_part(const ResultsScanner& sc, const Catalog& c, bool use_segm, int area_mode,
+void parse_part(const ResultsScanner& sc, const Catalog& c, const Dataset& ds, bool use_segm, int area_mode,
                 const std::vector<size_t>& starts, size_t self, Part& part) {
   const size_t n = starts.size();
   size_t at_off = starts[self], next_part = self + 1;
-  std::string scratch;
   ObjectRecord r;
   while (true) {
     while (next_part < n && starts[next_part] < at_off) ++next_part;
@@ -149,7 +177,7 @@ void parse_part(const ResultsScanner& sc, const Catalog& c, bool use_segm, int a
     DtObj o;
     rle::Rle mask;
     bool has_mask = false, keep = false;
-    if (!dt_from_record(c, r, use_segm, area_mode, o, mask, has_mask, keep, scratch, part.error)) {
+    if (!dt_from_record(c, ds, r, use_segm, area_mode, o, mask, has_mask, keep, part.work, part.error)) {
       part.failed = true;
       return;
     }
@@ -275,7 +303,7 @@ bool gts_from_records(const Catalog& c, std::vector<ObjectRecord>& anns, bool us
     });
   }
   for (auto& o : objs) ds.gts.push_back(std::move(o));
-  if (use_segm) prepare_gt_masks(ds);
+  prepare_gt_masks(ds, use_segm);
   return true;
 }
 
@@ -307,7 +335,7 @@ bool load_results(const ResultsScanner& sc, const Catalog& c, bool use_segm, int
   }
   std::vector<Part> parts(starts.size());
   parallel_for(0, static_cast<int64_t>(starts.size()), 1, [&](int64_t b, int64_t e) {
-    for (int64_t s = b; s < e; ++s) parse_part(sc, c, use_segm, area_mode, starts, static_cast<size_t>(s), parts[s]);
+    for (int64_t s = b; s < e; ++s) parse_part(sc, c, ds, use_segm, area_mode, starts, static_cast<size_t>(s), parts[s]);
   });
   // the chain of parts that the parse from the file's start confirmed
   std::vector<size_t> chain;
@@ -328,10 +356,14 @@ bool load_results(const ResultsScanner& sc, const Catalog& c, bool use_segm, int
   for (size_t s : chain) {
     Part& pt = parts[s];
     const int32_t off = static_cast<int32_t>(ds.dt_rles.size());
+    const int64_t iou_off = static_cast<int64_t>(ds.dt_ious.size());
     for (DtObj& o : pt.dts) {
       if (o.rle >= 0) o.rle += off;
+      if (o.iou_off >= 0) o.iou_off += iou_off;
+      o.str = nullptr;  // never decoded later: IoUs computed, or no ground truth in its cell
       ds.dts.push_back(o);
     }
+    ds.dt_ious.insert(ds.dt_ious.end(), pt.work.ious.begin(), pt.work.ious.end());
     for (auto& m : pt.rles) ds.dt_rles.push_back(std::move(m));
     std::vector<DtObj>().swap(pt.dts);
   }

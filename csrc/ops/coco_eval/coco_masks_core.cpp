@@ -139,8 +139,22 @@ double mask_iou(const MaskRuns& dt, const uint32_t* gt_iv, size_t gt_n, const Gt
   return static_cast<double>(i) / static_cast<double>(u);
 }
 
-void prepare_gt_masks(Dataset& ds) {
+void prepare_gt_masks(Dataset& ds, bool use_segm) {
   const int64_t n = static_cast<int64_t>(ds.gts.size());
+  {  // (image, category, file order) by two stable counting sorts
+    std::vector<int32_t> by_cat(static_cast<size_t>(n));
+    std::vector<int64_t> cnt(static_cast<size_t>(ds.num_cats) + 1, 0);
+    for (const auto& g : ds.gts) cnt[g.cat + 1]++;
+    for (int32_t k = 0; k < ds.num_cats; ++k) cnt[k + 1] += cnt[k];
+    for (int64_t j = 0; j < n; ++j) by_cat[cnt[ds.gts[j].cat]++] = static_cast<int32_t>(j);
+    ds.gt_img_start.assign(static_cast<size_t>(ds.num_images) + 1, 0);
+    for (const auto& g : ds.gts) ds.gt_img_start[g.img + 1]++;
+    for (int32_t i = 0; i < ds.num_images; ++i) ds.gt_img_start[i + 1] += ds.gt_img_start[i];
+    std::vector<int64_t> fill(ds.gt_img_start.begin(), ds.gt_img_start.end() - 1);
+    ds.gt_by_img.resize(static_cast<size_t>(n));
+    for (int32_t j : by_cat) ds.gt_by_img[fill[ds.gts[j].img]++] = j;
+  }
+  if (!use_segm) return;
   std::vector<std::vector<uint32_t>> parts(static_cast<size_t>(n));
   parallel_for(0, n, 512, [&](int64_t b, int64_t e) {
     MaskRuns m;
