@@ -11,11 +11,12 @@ batches) instead of the direct convolution when, and only when, every condition 
   `torch.no_grad()`), so training and anything that needs gradients run `F.conv2d` unchanged;
 * CPU float32 input and weight, 4-D input, zero padding of at most 1 pixel on each side;
 * kernel 3x3, stride 1, dilation 1, groups 1, and at least `min_channels` input channels
-  (below ~64 channels the transforms cost as much as they save);
+  (default 64: every such conv of the published det models, 2-3x faster at 1 thread);
 * NNPACK is available in this PyTorch build (`torch._nnpack_available()`, which also
   initialises it) and the process runs `torch.get_num_threads() <= max_threads` intra-op
-  threads: NNPACK runs on one thread here, so with more threads the threaded direct
-  convolution is the better choice (measured in bench/model.py).
+  threads (default 2): NNPACK runs on one thread in this PyTorch build (measured), and its
+  2.5-3x fewer operations beat the direct convolution on 1 and 2 threads (bench/model.py,
+  direct-compiled mode), not on many more.
 
 Batch > 1 runs image by image: NNPACK's batched entry point uses its training-oriented
 algorithm, ~2x slower than the direct convolution, while the single-image one is the fast path.
@@ -35,8 +36,8 @@ from torch import nn
 
 # smallest input width that takes the Winograd path (measured: 64 channels at stride 4 gains 2x)
 WINOGRAD_MIN_CHANNELS = 64
-# NNPACK runs single-threaded in this build; with 2 threads the direct conv is threaded
-WINOGRAD_MAX_THREADS = 1
+# NNPACK runs single-threaded; the direct conv scales with threads: Winograd wins up to 2 of them
+WINOGRAD_MAX_THREADS = 2
 
 _NNPACK: list[bool] = []  # cached torch._nnpack_available() (the first call initialises NNPACK)
 
