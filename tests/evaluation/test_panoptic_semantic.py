@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import multiprocessing
 
@@ -203,12 +204,16 @@ def test_png_unfilter_every_filter_on_every_row(bpp):
     from knet.evaluation.native import native
 
     rng = np.random.default_rng(bpp)
-    h, w = 11, 7
-    for first in range(5):  # each filter type also on the first row (no previous row)
+    # dense random deltas, and sparse ones (long runs of zero deltas: the flat-chunk fast paths
+    # of Sub and Paeth, which need 8 pixels in a row)
+    for first, (h, w, density) in itertools.product(range(5), ((11, 7, 1.0), (9, 41, 0.03))):  # each filter also on row 0
         rows = []
         for y in range(h):
             ft = first if y == 0 else int(rng.integers(0, 5))
-            rows.append(bytes([ft]) + rng.integers(0, 256, w * bpp, dtype=np.uint8).tobytes())
+            deltas = rng.integers(0, 256, w * bpp, dtype=np.uint8) * (rng.random(w * bpp) < density)
+            if y % 3 == 1:
+                deltas[: 8 * bpp] = 0
+            rows.append(bytes([ft]) + deltas.astype(np.uint8).tobytes())
         raw = b"".join(rows)
         ref = _unfilter_reference(raw, h, w, bpp)
         got = native().png_unfilter(raw, h, w, bpp)

@@ -241,3 +241,20 @@ def test_other_png_flavours_go_through_pil(pan_set, tmp_path):
         evaluate_panoptic(pan_set["gt_json"], pan_set["gt_dir"], pan_set["pred_json"], pred_dir)
     acc = PanopticAccumulator([{"id": 1}])
     assert acc.image_stats_files(victim.read_bytes(), [], victim.read_bytes(), []) is None
+
+
+def test_panoptic_json_either_parser(pan_set, tmp_path, monkeypatch):
+    # small JSONs go through the standard library, large ones through orjson: same results, same errors
+    import knet.evaluation.panoptic as pan
+
+    a = evaluate_panoptic(pan_set["gt_json"], pan_set["gt_dir"], pan_set["pred_json"], pan_set["pred_dir"])
+    (tmp_path / "bad.json").write_text('{"annotations": [')
+    with pytest.raises(KnetError, match="bad.json is not valid JSON"):
+        evaluate_panoptic(pan_set["gt_json"], pan_set["gt_dir"], tmp_path / "bad.json", pan_set["pred_dir"])
+    monkeypatch.setattr(pan, "_ORJSON_FROM_BYTES", 0)
+    b = evaluate_panoptic(pan_set["gt_json"], pan_set["gt_dir"], pan_set["pred_json"], pan_set["pred_dir"])
+    assert a == b and a.groups["All"]["n"] > 0
+    with pytest.raises(KnetError, match="bad.json is not valid JSON"):
+        evaluate_panoptic(pan_set["gt_json"], pan_set["gt_dir"], tmp_path / "bad.json", pan_set["pred_dir"])
+    with pytest.raises(KnetError, match="not found"):
+        evaluate_panoptic(pan_set["gt_json"], pan_set["gt_dir"], tmp_path / "missing.json", pan_set["pred_dir"])
