@@ -236,3 +236,16 @@ def test_results_file_parsed_in_parts(coco_set, tmp_path):
     path.write_text(json.dumps(big))
     with pytest.raises(KnetError, match=f"result {len(big) - 7} has image_id 424242"):
         evaluate_coco(gt, path)
+
+
+def test_core_wants_ground_truth_before_results(coco_set):
+    # results read from files carry IoUs with the ground truth present when they were read
+    from knet.evaluation.coco import CocoGroundTruth
+    from knet.evaluation.native import native
+
+    gt, res = coco_set
+    g = CocoGroundTruth.from_dict(gt)
+    core = native().CocoEvalCore(g.img_ids, g.heights, g.widths, g.cat_ids, True)
+    core.add_dts(res[:10], 0)
+    with pytest.raises(ValueError, match="ground truth before the results"):
+        core.add_gts(g.annotations)

@@ -79,7 +79,7 @@ def test_area_more_than_255():
 
 def test_polygons_match_pycocotools():
     rng = np.random.default_rng(3)
-    for trial in range(200):
+    for trial in range(600):
         h, w = int(rng.integers(1, 120)), int(rng.integers(1, 120))
         polys = []
         for _ in range(int(rng.integers(1, 4))):

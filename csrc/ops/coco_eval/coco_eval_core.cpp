@@ -92,11 +92,11 @@ void evaluate_cell(const Dataset& ds, const Index& x, const Params& p, const int
     exact = exact || ds.gts[gts[g]].zero_run;
   }
   for (size_t d = 0; d < D; ++d) {
-    const DtObj& o = ds.dts[x.dt_order[s.dt[d]]];
-    if (o.iou_off >= 0) {  // computed while the results were read
-      std::copy_n(ds.dt_ious.data() + o.iou_off, G, s.ious.data() + d * G);
+    if (x.dt_iou[s.dt[d]] >= 0) {  // computed while the results were read
+      std::copy_n(ds.dt_ious.data() + x.dt_iou[s.dt[d]], G, s.ious.data() + d * G);
       continue;
     }
+    const DtObj& o = ds.dts[x.dt_order[s.dt[d]]];
     if (!p.use_segm) {
       for (size_t g = 0; g < G; ++g) s.ious[d * G + g] = rle::bbox_iou(o.box, ds.gts[gts[g]].box, s.crowd[g]);
       continue;
@@ -242,15 +242,21 @@ Index build_index(const Dataset& ds) {
   Index x;
   order_objects(ds.gts, ds.num_images, ds.num_cats, x.gt_order, x.gt_cat_start);
   order_objects(ds.dts, ds.num_images, ds.num_cats, x.dt_order, x.dt_cat_start);
+  // the fields in index order, written while the detections are read in file order
   const size_t n = ds.dts.size();
+  std::vector<int32_t> pos(n);
+  for (size_t q = 0; q < n; ++q) pos[x.dt_order[q]] = static_cast<int32_t>(q);
   x.dt_img.resize(n);
   x.dt_score.resize(n);
   x.dt_area.resize(n);
+  x.dt_iou.resize(n);
   for (size_t j = 0; j < n; ++j) {
-    const DtObj& o = ds.dts[x.dt_order[j]];
-    x.dt_img[j] = o.img;
-    x.dt_score[j] = o.score;
-    x.dt_area[j] = o.area;
+    const DtObj& o = ds.dts[j];
+    const int32_t q = pos[j];
+    x.dt_img[q] = o.img;
+    x.dt_score[q] = o.score;
+    x.dt_area[q] = o.area;
+    x.dt_iou[q] = o.iou_off;
   }
   return x;
 }

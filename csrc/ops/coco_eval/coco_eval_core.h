@@ -97,6 +97,7 @@ struct Index {
   std::vector<int64_t> gt_cat_start, dt_cat_start;
   std::vector<int32_t> dt_img;
   std::vector<double> dt_score, dt_area;
+  std::vector<int64_t> dt_iou;  // DtObj::iou_off
 };
 Index build_index(const Dataset& ds);
 

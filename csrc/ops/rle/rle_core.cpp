@@ -211,27 +211,29 @@ void from_polygon(const double* xy, size_t k, uint32_t h, uint32_t w, Rle& out) 
   // points along the y-boundary, downsampled: a point whose u differs from its predecessor's
   bool first = true;
   int pu = 0, pv = 0;
+  auto mod5 = [](int v) { return ((v % 5) + 5) % 5; };
+  // a boundary point at column xi (upsampled) between rows vj and vprev: kept when
+  // (xi + .5) / 5 - .5 is an integer, i.e. xi = 2 (mod 5), and inside the image
+  auto emit = [&](int xi, int vj, int vprev) {
+    double xd = static_cast<double>(xi);
+    xd = (xd + .5) / scale - .5;
+    if (std::floor(xd) != xd || xd < 0 || xd > static_cast<double>(static_cast<unsigned long>(w) - 1)) return;
+    double yd = static_cast<double>(vj < vprev ? vj : vprev);
+    yd = (yd + .5) / scale - .5;
+    if (yd < 0)
+      yd = 0;
+    else if (yd > static_cast<double>(h))
+      yd = h;
+    yd = std::ceil(yd);
+    bx.push_back(static_cast<int>(xd));
+    by.push_back(static_cast<int>(yd));
+  };
   auto point = [&](int uj, int vj) {
     if (first) {
       first = false;
     } else if (uj != pu) {
       const int xi = uj < pu ? uj : uj - 1;
-      // (xi + .5) / 5 - .5 is an integer exactly when xi = 2 (mod 5): skip the others cheaply
-      if (((xi % 5) + 5) % 5 == 2) {
-        double xd = static_cast<double>(xi);
-        xd = (xd + .5) / scale - .5;
-        if (!(std::floor(xd) != xd || xd < 0 || xd > static_cast<double>(static_cast<unsigned long>(w) - 1))) {
-          double yd = static_cast<double>(vj < pv ? vj : pv);
-          yd = (yd + .5) / scale - .5;
-          if (yd < 0)
-            yd = 0;
-          else if (yd > static_cast<double>(h))
-            yd = h;
-          yd = std::ceil(yd);
-          bx.push_back(static_cast<int>(xd));
-          by.push_back(static_cast<int>(yd));
-        }
-      }
+      if (mod5(xi) == 2) emit(xi, vj, pv);
     }
     pu = uj;
     pv = vj;
@@ -246,9 +248,22 @@ void from_polygon(const double* xy, size_t k, uint32_t h, uint32_t w, Rle& out) 
     }
     const double s = dx >= dy ? static_cast<double>(ye - ys) / dx : static_cast<double>(xe - xs) / dy;
     if (dx >= dy) {
-      for (int d = 0; d <= dx; ++d) {
-        t = flip ? dx - d : d;
-        point(t + xs, static_cast<int>(ys + s * t + .5));
+      // u steps by one per point, so after the first point only every fifth point can be kept:
+      // visit those directly (the kept points are sorted below, so their order is free)
+      auto v_at = [&](int tt) { return static_cast<int>(ys + s * tt + .5); };
+      t = flip ? dx : 0;
+      point(t + xs, v_at(t));
+      if (dx >= 1) {
+        if (!flip) {  // t = 1..dx, u = t + xs rising: column u - 1, previous point t - 1
+          const int r = mod5(3 - xs);
+          for (int tt = r == 0 ? 5 : r; tt <= dx; tt += 5) emit(tt - 1 + xs, v_at(tt), v_at(tt - 1));
+          pu = dx + xs;
+          pv = v_at(dx);
+        } else {  // t = dx-1..0, u = t + xs falling: column u, previous point t + 1
+          for (int tt = mod5(2 - xs); tt <= dx - 1; tt += 5) emit(tt + xs, v_at(tt), v_at(tt + 1));
+          pu = xs;
+          pv = v_at(0);
+        }
       }
     } else {
       for (int d = 0; d <= dy; ++d) {
