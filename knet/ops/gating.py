@@ -77,8 +77,8 @@ def _adaptive_gate_op(
     input_norm_out_weight: Tensor,
     input_norm_out_bias: Tensor,
     eps: float,
-) -> tuple[Tensor, Tensor]:
-    out, stats = ext().adaptive_gate_forward(
+) -> tuple[Tensor, Tensor, Tensor]:
+    out, stats, gates = ext().adaptive_gate_forward(
         [gate_in, gate_up, feat_out, kernel_out],
         [
             input_norm_in_weight,
@@ -92,7 +92,7 @@ def _adaptive_gate_op(
         ],
         eps,
     )
-    return out, stats
+    return out, stats, gates
 
 
 def _stats_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -105,54 +105,39 @@ def _(gate_in, gate_up, feat_out, kernel_out, *rest):
     out = gate_in.new_empty(gate_in.shape)
     # per row and LayerNorm: (mean, rstd) of the 4 inputs in the accumulation dtype
     stats = gate_in.new_empty((4, m, 2), dtype=_stats_dtype(gate_in.dtype))
-    return out, stats
+    # the two sigmoid gates, saved for the backward by the CPU kernel (CUDA recomputes them)
+    gate_shape = (0,) if gate_in.device.type == "cuda" else (2, m, gate_in.shape[1])
+    gates = gate_in.new_empty(gate_shape, dtype=_stats_dtype(gate_in.dtype))
+    return out, stats, gates
 
 
 @torch.library.custom_op("knet::adaptive_gate_backward", mutates_args=())
 def _adaptive_gate_backward_op(
-    grad: Tensor, acts: list[Tensor], params: list[Tensor], stats: Tensor, eps: float
+    grad: Tensor, acts: list[Tensor], params: list[Tensor], stats: Tensor, gates: Tensor, eps: float
 ) -> list[Tensor]:
-    return list(ext().adaptive_gate_backward(grad, acts, params, stats, eps))
+    return list(ext().adaptive_gate_backward(grad, acts, params, stats, gates, eps))
 
 
 @_adaptive_gate_backward_op.register_fake
-def _(grad, acts, params, stats, eps):
+def _(grad, acts, params, stats, gates, eps):
     return [torch.empty_like(t, memory_format=torch.contiguous_format) for t in list(acts) + list(params)]
 
 
 def _setup_context(ctx, inputs, output) -> None:
     *tensors, eps = inputs
-    _, stats = output
+    _, stats, gates = output
     ctx.eps = eps
-    ctx.mark_non_differentiable(stats)
-    ctx.save_for_backward(*tensors, stats)
+    ctx.mark_non_differentiable(stats, gates)
+    ctx.save_for_backward(*tensors, stats, gates)
 
 
-def _backward(ctx, grad_out: Tensor, _grad_stats):
-    *tensors, stats = ctx.saved_tensors
-    grads = torch.ops.knet.adaptive_gate_backward(grad_out, tensors[:4], tensors[4:], stats, ctx.eps)
+def _backward(ctx, grad_out: Tensor, _grad_stats, _grad_gates):
+    *tensors, stats, gates = ctx.saved_tensors
+    grads = torch.ops.knet.adaptive_gate_backward(grad_out, tensors[:4], tensors[4:], stats, gates, ctx.eps)
     return (*grads, None)
 
 
 _adaptive_gate_op.register_autograd(_backward, setup_context=_setup_context)
-
-
-class _AdaptiveGateEager(torch.autograd.Function):
-    """Eager-mode path to the same kernels: an autograd.Function costs far less per call than
-    the torch.library op's Python dispatch (which torch.compile needs and gets)."""
-
-    @staticmethod
-    def forward(ctx, eps: float, *tensors: Tensor) -> Tensor:
-        out, stats = ext().adaptive_gate_forward(list(tensors[:4]), list(tensors[4:]), eps)
-        ctx.eps = eps
-        ctx.save_for_backward(*tensors, stats)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        *tensors, stats = ctx.saved_tensors
-        grads = ext().adaptive_gate_backward(grad_out, tensors[:4], tensors[4:], stats, ctx.eps)
-        return (None, *grads)
 
 
 def adaptive_gate(
@@ -189,7 +174,8 @@ def adaptive_gate(
     _check(acts, params)
     if use_compiled(*acts, *params):
         if torch.compiler.is_compiling():
-            out, _ = torch.ops.knet.adaptive_gate(*acts, *params, float(eps))
+            out, _, _ = torch.ops.knet.adaptive_gate(*acts, *params, float(eps))
             return out
-        return _AdaptiveGateEager.apply(float(eps), *acts, *params)
+        # eager: the C++ autograd node of csrc/ops/gating/gating_bind.cpp (no Python per call)
+        return ext().adaptive_gate_autograd(*acts, *params, float(eps))
     return adaptive_gate_twin(*acts, *params, eps=eps)

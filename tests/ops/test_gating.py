@@ -24,8 +24,14 @@ def _inputs(m, cf, dtype=torch.float32, seed=0, device="cpu"):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_forward_matches_twin_fp32(shape):
     acts, params = _inputs(*shape)
-    out, stats = torch.ops.knet.adaptive_gate(*acts, *params, 1e-5)
-    assert out.shape == shape and stats.shape == (4, shape[0], 2)
+    out, stats, gates = torch.ops.knet.adaptive_gate(*acts, *params, 1e-5)
+    assert out.shape == shape and stats.shape == (4, shape[0], 2) and gates.shape == (2, *shape)
+    if shape[0]:  # the saved gates are sigmoid(LN(gate_in)), sigmoid(LN(gate_up))
+        cf = (shape[1],)
+        ref_k = torch.sigmoid(torch.nn.functional.layer_norm(acts[0], cf, params[0], params[1], 1e-5))
+        ref_f = torch.sigmoid(torch.nn.functional.layer_norm(acts[1], cf, params[2], params[3], 1e-5))
+        torch.testing.assert_close(gates[0], ref_k, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(gates[1], ref_f, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(out, adaptive_gate_twin(*acts, *params), atol=1e-5, rtol=1e-5)
 
 
@@ -135,3 +141,49 @@ def test_cuda_matches_twin(shape):
     ref = torch.autograd.grad(adaptive_gate_twin(*tensors).square().sum(), tensors)
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
+
+
+def test_saturated_gates_fp32():
+    """Gate pre-activations far outside [-88, 88] (the exp clamps) and around 0: forward and
+    backward equal the twin (the CPU sigmoid uses a refined reciprocal estimate)."""
+    acts, params = _inputs(33, 67, seed=11)
+    params[0] = params[0] * 60  # input_norm_in weight: |LN(gate_in)| up to ~200
+    params[2] = params[2] * 0.01  # norm_in weight: gates near 1/2
+    tensors = [t.requires_grad_(True) for t in acts + params]
+    out = adaptive_gate(*tensors)
+    ref = adaptive_gate_twin(*tensors)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    w = torch.randn(33, 67)
+    got = torch.autograd.grad((out * w).sum(), tensors)
+    exp = torch.autograd.grad((ref * w).sum(), tensors)
+    for a, b in zip(got, exp):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_thread_counts_give_the_twin_result(threads):
+    """153 rows are split over two threads (separate parameter-gradient partial sums)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        acts, params = _inputs(153, 256, dtype=torch.float64, seed=12)
+        tensors = [t.requires_grad_(True) for t in acts + params]
+        got = torch.autograd.grad(adaptive_gate(*tensors).square().sum(), tensors)
+        ref = torch.autograd.grad(adaptive_gate_twin(*tensors).square().sum(), tensors)
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+def test_eager_path_records_a_cpp_autograd_node():
+    from knet.extension import has_ext
+
+    if not has_ext():
+        pytest.skip("knet._C not built")
+    acts, params = _inputs(4, 8)
+    tensors = [t.requires_grad_(True) for t in acts + params]
+    out = adaptive_gate(*tensors)
+    assert "AdaptiveGateFunction" in out.grad_fn.name()
+    with torch.no_grad():
+        assert adaptive_gate(*tensors).grad_fn is None

@@ -16,14 +16,17 @@ namespace knet {
 using GateActs = std::array<at::Tensor, 4>;
 using GateParams = std::array<at::Tensor, 8>;
 
-// -> (out [M, Cf], stats [4, M, 2] = (mean, rstd) per LayerNorm and row)
-std::tuple<at::Tensor, at::Tensor> adaptive_gate_forward_cpu(const GateActs& acts, const GateParams& params,
-                                                             double eps);
+// -> (out [M, Cf], stats [4, M, 2] = (mean, rstd) per LayerNorm and row,
+//     gates [2, M, Cf] = (G_K, G_F), saved so that the backward needs no exp)
+std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_gate_forward_cpu(const GateActs& acts,
+                                                                         const GateParams& params, double eps);
 // -> 12 gradients: the 4 activations ([M, Cf]) then the 8 parameters ([Cf])
 std::vector<at::Tensor> adaptive_gate_backward_cpu(const at::Tensor& grad, const GateActs& acts,
-                                                   const GateParams& params, const at::Tensor& stats);
+                                                   const GateParams& params, const at::Tensor& stats,
+                                                   const at::Tensor& gates);
 
 #ifdef WITH_CUDA
+// (the CUDA kernels recompute the gates in the backward: no gates tensor)
 std::tuple<at::Tensor, at::Tensor> adaptive_gate_forward_cuda(const GateActs& acts, const GateParams& params,
                                                               double eps);
 std::vector<at::Tensor> adaptive_gate_backward_cuda(const at::Tensor& grad, const GateActs& acts,

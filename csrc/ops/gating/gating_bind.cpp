@@ -1,5 +1,6 @@
 // gating: device dispatch and pybind11 bindings (knet._C.adaptive_gate_forward / _backward).
 // Python wrapper, twin and torch.library registration: knet/ops/gating.py.
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/extension.h>
 
 #include <vector>
@@ -44,27 +45,31 @@ void unpack(const std::vector<at::Tensor>& acts_in, const std::vector<at::Tensor
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> forward(const std::vector<at::Tensor>& acts_in,
-                                           const std::vector<at::Tensor>& params_in, double eps) {
+// -> (out, stats [4, M, 2], gates): gates is [2, M, Cf] on CPU (saved sigmoid gates) and empty
+// on CUDA (whose backward recomputes them)
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_dispatch(const std::vector<at::Tensor>& acts_in,
+                                                                const std::vector<at::Tensor>& params_in, double eps) {
   GateActs acts;
   GateParams params;
   at::ScalarType ct;
   unpack(acts_in, params_in, acts, params, ct);
-  std::tuple<at::Tensor, at::Tensor> res;
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> res;
   if (acts[0].is_cuda()) {
 #ifdef WITH_CUDA
-    res = adaptive_gate_forward_cuda(acts, params, eps);
+    auto [out, stats] = adaptive_gate_forward_cuda(acts, params, eps);
+    res = {out, stats, at::empty({0}, stats.options())};
 #else
     no_cuda("adaptive_gate");
 #endif
   } else {
     res = adaptive_gate_forward_cpu(acts, params, eps);
   }
-  return {cast_back(std::get<0>(res), acts_in[0].scalar_type()), std::get<1>(res)};
+  return {cast_back(std::get<0>(res), acts_in[0].scalar_type()), std::get<1>(res), std::get<2>(res)};
 }
 
-std::vector<at::Tensor> backward(const at::Tensor& grad, const std::vector<at::Tensor>& acts_in,
-                                 const std::vector<at::Tensor>& params_in, const at::Tensor& stats, double /*eps*/) {
+std::vector<at::Tensor> backward_dispatch(const at::Tensor& grad, const std::vector<at::Tensor>& acts_in,
+                                          const std::vector<at::Tensor>& params_in, const at::Tensor& stats,
+                                          const at::Tensor& gates, double /*eps*/) {
   GateActs acts;
   GateParams params;
   at::ScalarType ct;
@@ -79,20 +84,60 @@ std::vector<at::Tensor> backward(const at::Tensor& grad, const std::vector<at::T
     no_cuda("adaptive_gate");
 #endif
   } else {
-    grads = adaptive_gate_backward_cpu(g, acts, params, st);
+    const int64_t m = acts[0].size(0), cf = acts[0].size(1);
+    TORCH_CHECK(gates.dim() == 3 && gates.size(0) == 2 && gates.size(1) == m && gates.size(2) == cf,
+                "adaptive_gate: the saved gates have shape ", gates.sizes(), ", expected [2, ", m, ", ", cf, "]");
+    grads = adaptive_gate_backward_cpu(g, acts, params, st, prepare_vec(gates, ct));
   }
   for (int j = 0; j < 4; ++j) grads[j] = cast_back(grads[j], acts_in[j].scalar_type());
   for (int i = 0; i < 8; ++i) grads[4 + i] = cast_back(grads[4 + i], params_in[i].scalar_type());
   return grads;
 }
 
+// Eager-mode autograd in C++: the forward and the backward node run without Python (an
+// autograd.Function in Python costs about as much per call as the 153-row kernel itself).
+// torch.compile goes through the torch.library op of knet/ops/gating.py instead.
+struct AdaptiveGateFunction : public torch::autograd::Function<AdaptiveGateFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& gate_in, const at::Tensor& gate_up,
+                            const at::Tensor& feat_out, const at::Tensor& kernel_out, const at::Tensor& w0,
+                            const at::Tensor& b0, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                            const at::Tensor& b2, const at::Tensor& w3, const at::Tensor& b3, double eps) {
+    const std::vector<at::Tensor> acts{gate_in, gate_up, feat_out, kernel_out}, params{w0, b0, w1, b1, w2, b2, w3, b3};
+    auto [out, stats, gates] = forward_dispatch(acts, params, eps);
+    ctx->save_for_backward({gate_in, gate_up, feat_out, kernel_out, w0, b0, w1, b1, w2, b2, w3, b3, stats, gates});
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    const std::vector<at::Tensor> acts(saved.begin(), saved.begin() + 4), params(saved.begin() + 4, saved.begin() + 12);
+    std::vector<at::Tensor> grads = backward_dispatch(grad_out[0], acts, params, saved[12], saved[13], 0.0);
+    grads.emplace_back();  // eps
+    return grads;
+  }
+};
+
+at::Tensor adaptive_gate_autograd(const at::Tensor& gate_in, const at::Tensor& gate_up, const at::Tensor& feat_out,
+                                  const at::Tensor& kernel_out, const at::Tensor& w0, const at::Tensor& b0,
+                                  const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
+                                  const at::Tensor& w3, const at::Tensor& b3, double eps) {
+  return AdaptiveGateFunction::apply(gate_in, gate_up, feat_out, kernel_out, w0, b0, w1, b1, w2, b2, w3, b3, eps);
+}
+
 void bind_gating(pybind11::module_& m) {
   using pybind11::arg;
-  m.def("adaptive_gate_forward", &forward,
-        "(sigmoid(LN1(x1)) * LN2(x2) + sigmoid(LN0(x0)) * LN3(x3), LayerNorm stats [4, M, 2])", arg("acts"),
-        arg("params"), arg("eps"));
-  m.def("adaptive_gate_backward", &backward, "the 12 gradients of adaptive_gate (4 activations, 8 parameters)",
-        arg("grad"), arg("acts"), arg("params"), arg("stats"), arg("eps"));
+  m.def("adaptive_gate_forward", &forward_dispatch,
+        "(sigmoid(LN1(x1)) * LN2(x2) + sigmoid(LN0(x0)) * LN3(x3), LayerNorm stats [4, M, 2], "
+        "saved gates [2, M, Cf] (CPU) or [0] (CUDA))",
+        arg("acts"), arg("params"), arg("eps"));
+  m.def("adaptive_gate_backward", &backward_dispatch, "the 12 gradients of adaptive_gate (4 activations, 8 parameters)",
+        arg("grad"), arg("acts"), arg("params"), arg("stats"), arg("gates"), arg("eps"));
+  m.def("adaptive_gate_autograd", &adaptive_gate_autograd,
+        "adaptive_gate with its backward recorded by a C++ autograd node (eager mode)", arg("gate_in"),
+        arg("gate_up"), arg("feat_out"), arg("kernel_out"), arg("input_norm_in_weight"), arg("input_norm_in_bias"),
+        arg("norm_in_weight"), arg("norm_in_bias"), arg("norm_out_weight"), arg("norm_out_bias"),
+        arg("input_norm_out_weight"), arg("input_norm_out_bias"), arg("eps"));
 }
 
 }  // namespace
