@@ -6,7 +6,9 @@
 
 The matching and accumulation run in C++ (csrc/ops/coco_eval), threaded over categories; the
 12 summary numbers are averaged here with numpy exactly as COCOeval.summarize does, so every
-stat and the full precision array equal pycocotools' bit for bit.
+stat and the full precision array equal pycocotools' bit for bit. Given file paths, the instances
+file and the results file are read by C++ readers (no Python object per annotation or detection;
+the results file on several threads, each detection's IoUs computed as its record is read).
 
 Area ranges. pycocotools' loadRes picks, from the FIRST result alone, whether every result's area
 is its box area (first result has a non-empty "bbox") or its mask area. For segm evaluation knet
