@@ -249,3 +249,15 @@ def test_core_wants_ground_truth_before_results(coco_set):
     core.add_dts(res[:10], 0)
     with pytest.raises(ValueError, match="ground truth before the results"):
         core.add_gts(g.annotations)
+
+
+def test_files_in_every_mode(coco_set, tmp_path):
+    # the C++ readers with given boxes: bbox IoU, pycocotools' first-entry area rule
+    gt, res = coco_set
+    with_box = [dict(r, bbox=(np.asarray(rle.to_bbox(r["segmentation"])[0]) + [0.5, -0.25, 1.5, 2.0]).tolist()) for r in res]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(with_box))
+    for iou_type in ("segm", "bbox"):
+        ours = evaluate_coco(tmp_path / "gt.json", tmp_path / "res.json", iou_type=iou_type, pycocotools_compat=True)
+        _assert_identical(ours, _pycoco(gt, with_box, iou_type))
+    _assert_identical(evaluate_coco(tmp_path / "gt.json", tmp_path / "res.json", iou_type="bbox"), _pycoco(gt, with_box, "bbox"))
