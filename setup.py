@@ -3,7 +3,8 @@
 CUDA kernels are compiled when torch was built with CUDA and nvcc is found (or FORCE_CUDA=1);
 otherwise the extension is CPU-only. KNET_CPU_ONLY=1 forces a CPU-only build.
 Knobs: MAX_JOBS (parallel compile jobs, read by torch's BuildExtension), TORCH_CUDA_ARCH_LIST
-(default "8.0;8.6;9.0"), NVCC_FLAGS (extra nvcc flags), DEBUG=1 (-O0 -g).
+(default "8.0;8.6;9.0"), NVCC_FLAGS (extra nvcc flags), DEBUG=1 (-O0 -g), KNET_NO_OPENMP=1
+(serial CPU kernels).
 The usual route: install torch first, then `pip install -e . --no-build-isolation`.
 """
 
@@ -86,7 +87,12 @@ def _extensions():
     define_macros = [("KNET_CUDA_ARCHS", f'"{archs}"')]
     include_dirs = [str(CSRC / "include"), str(CSRC)]
     library_dirs: list[str] = []
-    extra = {"cxx": cxx_flags}
+    # at::parallel_for is a header template: without -fopenmp (_OPENMP undefined) it compiles to a
+    # serial loop, whatever torch.get_num_threads() says. Linked with -fopenmp, the module needs
+    # libgomp.so.1, which is the copy torch has already loaded (same soname): one thread pool.
+    # (KNET_NO_OPENMP=1: serial kernels; macOS' clang has no -fopenmp)
+    openmp = [] if sys.platform == "darwin" or _env_flag("KNET_NO_OPENMP") else ["-fopenmp"]
+    extra = {"cxx": cxx_flags + openmp}
     if with_cuda:
         define_macros.append(("WITH_CUDA", None))
         include_dirs += _cuda_library_include_dirs()
@@ -109,6 +115,7 @@ def _extensions():
         ("TORCH_CUDA_ARCH_LIST", archs or "-"),
         ("MAX_JOBS", os.environ.get("MAX_JOBS", "(torch default)")),
         ("DEBUG", debug),
+        ("OpenMP (at::parallel_for)", bool(openmp)),
         ("C++ sources", len(cpp_sources)),
         ("CUDA sources", len(cuda_sources)),
         ("extra include dirs", include_dirs[2:] or "-"),
@@ -124,6 +131,7 @@ def _extensions():
         library_dirs=library_dirs,
         define_macros=define_macros,
         extra_compile_args=extra,
+        extra_link_args=openmp,
     )
     return [ext, _eval_extension(cxx_flags)], {"build_ext": BuildExtension.with_options(use_ninja=True)}
 

@@ -48,18 +48,20 @@ def adaptive_gate_twin(
 
 
 def _check(acts: tuple[Tensor, ...], params: tuple[Tensor, ...]) -> None:
+    # plain comparisons only: this runs on every call of a sub-millisecond op
     shape = acts[0].shape
-    if acts[0].dim() != 2:
+    if len(shape) != 2:
         raise ValueError(f"adaptive_gate expects [M, Cf] activations, got {tuple(shape)}")
-    for t in acts:
-        if t.shape != shape:
-            raise ValueError(f"adaptive_gate: activation shapes differ: {tuple(shape)} vs {tuple(t.shape)}")
+    if not (acts[1].shape == shape and acts[2].shape == shape and acts[3].shape == shape):
+        raise ValueError(f"adaptive_gate: activation shapes differ: {[tuple(t.shape) for t in acts]}")
+    cf = (shape[1],)
     for p in params:
-        if p.shape != (shape[1],):
+        if p.shape != cf:
             raise ValueError(f"adaptive_gate: LayerNorm parameters must be [{shape[1]}], got {tuple(p.shape)}")
     dev = acts[0].device
-    if any(t.device != dev for t in acts + params):
-        raise ValueError("adaptive_gate: all tensors must be on the same device")
+    for t in acts[1:] + params:
+        if t.device != dev:
+            raise ValueError("adaptive_gate: all tensors must be on the same device")
 
 
 @torch.library.custom_op("knet::adaptive_gate", mutates_args=())
@@ -172,7 +174,7 @@ def adaptive_gate(
         input_norm_out_bias,
     )
     _check(acts, params)
-    if use_compiled(*acts, *params):
+    if use_compiled(gate_in):  # _check: every tensor is on its device
         if torch.compiler.is_compiling():
             out, _, _ = torch.ops.knet.adaptive_gate(*acts, *params, float(eps))
             return out

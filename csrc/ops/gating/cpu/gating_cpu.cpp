@@ -83,29 +83,53 @@ inline T hsum(Vec<T> v) {
   return s;
 }
 
-// (mean, rstd) of one row: two passes over L1-resident data, two SIMD accumulators each
+// (mean, rstd) of the four rows of one element row: two passes over L1-resident data, the
+// four rows interleaved so that the eight accumulator chains run in parallel (one row at a
+// time is bound by the latency of its adds)
 template <typename T>
-inline void row_stats(const T* __restrict x, int64_t n, T eps, T& mean, T& rstd) {
+inline void row_stats4(const T* __restrict x0, const T* __restrict x1, const T* __restrict x2,
+                       const T* __restrict x3, int64_t n, T eps, T* mean, T* rstd) {
   constexpr int64_t l = cpu::kLanes<T>;
-  Vec<T> a0{}, a1{};
+  Vec<T> a0{}, a1{}, a2{}, a3{};
   int64_t c = 0;
-  for (; c + 2 * l <= n; c += 2 * l) {
-    a0 += cpu::load(x + c);
-    a1 += cpu::load(x + c + l);
+  for (; c + l <= n; c += l) {
+    a0 += cpu::load(x0 + c);
+    a1 += cpu::load(x1 + c);
+    a2 += cpu::load(x2 + c);
+    a3 += cpu::load(x3 + c);
   }
-  T s = hsum<T>(a0 + a1);
-  for (; c < n; ++c) s += x[c];
-  const T mu = s / T(n);
-  Vec<T> q0{}, q1{};
-  for (c = 0; c + 2 * l <= n; c += 2 * l) {
-    const Vec<T> d0 = cpu::load(x + c) - mu, d1 = cpu::load(x + c + l) - mu;
+  T s0 = hsum<T>(a0), s1 = hsum<T>(a1), s2 = hsum<T>(a2), s3 = hsum<T>(a3);
+  for (int64_t t = c; t < n; ++t) {
+    s0 += x0[t];
+    s1 += x1[t];
+    s2 += x2[t];
+    s3 += x3[t];
+  }
+  const T m0 = s0 / T(n), m1 = s1 / T(n), m2 = s2 / T(n), m3 = s3 / T(n);
+  Vec<T> q0{}, q1{}, q2{}, q3{};
+  for (c = 0; c + l <= n; c += l) {
+    const Vec<T> d0 = cpu::load(x0 + c) - m0, d1 = cpu::load(x1 + c) - m1;
+    const Vec<T> d2 = cpu::load(x2 + c) - m2, d3 = cpu::load(x3 + c) - m3;
     q0 += d0 * d0;
     q1 += d1 * d1;
+    q2 += d2 * d2;
+    q3 += d3 * d3;
   }
-  T q = hsum<T>(q0 + q1);
-  for (; c < n; ++c) q += (x[c] - mu) * (x[c] - mu);
-  mean = mu;
-  rstd = T(1) / std::sqrt(q / T(n) + eps);
+  T v0 = hsum<T>(q0), v1 = hsum<T>(q1), v2 = hsum<T>(q2), v3 = hsum<T>(q3);
+  for (int64_t t = c; t < n; ++t) {
+    v0 += (x0[t] - m0) * (x0[t] - m0);
+    v1 += (x1[t] - m1) * (x1[t] - m1);
+    v2 += (x2[t] - m2) * (x2[t] - m2);
+    v3 += (x3[t] - m3) * (x3[t] - m3);
+  }
+  mean[0] = m0;
+  mean[1] = m1;
+  mean[2] = m2;
+  mean[3] = m3;
+  rstd[0] = T(1) / std::sqrt(v0 / T(n) + eps);
+  rstd[1] = T(1) / std::sqrt(v1 / T(n) + eps);
+  rstd[2] = T(1) / std::sqrt(v2 / T(n) + eps);
+  rstd[3] = T(1) / std::sqrt(v3 / T(n) + eps);
 }
 
 // ---- forward -------------------------------------------------------------------------------
@@ -141,14 +165,13 @@ void forward_rows(const Ptrs<T>& p, int64_t m, int64_t cf, T eps, T* out, T* sta
   for (int64_t row = row0; row < row1; ++row) {
     FwdRow<T> q{p.x[0] + row * p.stride[0], p.x[1] + row * p.stride[1], p.x[2] + row * p.stride[2],
                 p.x[3] + row * p.stride[3]};
-    row_stats(q.x0, cf, eps, q.m0, q.r0);
-    row_stats(q.x1, cf, eps, q.m1, q.r1);
-    row_stats(q.x2, cf, eps, q.m2, q.r2);
-    row_stats(q.x3, cf, eps, q.m3, q.r3);
-    const T mr[8] = {q.m0, q.r0, q.m1, q.r1, q.m2, q.r2, q.m3, q.r3};
+    T mean[4], rstd[4];
+    row_stats4(q.x0, q.x1, q.x2, q.x3, cf, eps, mean, rstd);
+    q.m0 = mean[0], q.m1 = mean[1], q.m2 = mean[2], q.m3 = mean[3];
+    q.r0 = rstd[0], q.r1 = rstd[1], q.r2 = rstd[2], q.r3 = rstd[3];
     for (int j = 0; j < 4; ++j) {
-      stats[(j * m + row) * 2] = mr[2 * j];
-      stats[(j * m + row) * 2 + 1] = mr[2 * j + 1];
+      stats[(j * m + row) * 2] = mean[j];
+      stats[(j * m + row) * 2 + 1] = rstd[j];
     }
     T* __restrict o = out + row * cf;
     T* gk = gates + row * cf;
