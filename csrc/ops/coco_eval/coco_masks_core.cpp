@@ -50,35 +50,6 @@ class IntervalBuilder {
   bool zero_run_ = false;
 };
 
-// first interval (start/end pairs) whose end > lo
-inline size_t first_ending_after(const uint32_t* iv, size_t n, uint64_t lo) {
-  size_t a = 0, b = n;
-  while (a < b) {
-    const size_t mid = (a + b) / 2;
-    if (iv[2 * mid + 1] > lo)
-      b = mid;
-    else
-      a = mid + 1;
-  }
-  return a;
-}
-
-inline uint32_t intersection(const uint32_t* a, size_t na, const uint32_t* b, size_t nb, uint64_t lo, uint64_t hi) {
-  size_t i = first_ending_after(a, na, lo), j = first_ending_after(b, nb, lo);
-  uint32_t inter = 0;
-  while (i < na && j < nb) {
-    const uint32_t as = a[2 * i], ae = a[2 * i + 1], bs = b[2 * j], be = b[2 * j + 1];
-    if (as >= hi || bs >= hi) break;
-    const uint32_t s = as > bs ? as : bs;
-    const uint32_t e = ae < be ? ae : be;
-    inter += e > s ? e - s : 0;
-    const bool adv_a = ae <= be;
-    i += adv_a;
-    j += !adv_a;
-  }
-  return inter;
-}
-
 }  // namespace
 
 void runs_from_counts(const uint32_t* cnts, size_t n, uint32_t h, uint32_t w, bool keep_counts, MaskRuns& out) {
@@ -133,7 +104,7 @@ double mask_iou(const MaskRuns& dt, const uint32_t* gt_iv, size_t gt_n, const Gt
     lo = static_cast<uint64_t>(x0) * dt.h;
     hi = static_cast<uint64_t>(x1) * dt.h;
   }
-  i = intersection(dt.iv.data(), dt.iv.size() / 2, gt_iv, gt_n, lo, hi);
+  i = rle::intervals_intersection(dt.iv.data(), dt.iv.size() / 2, gt_iv, gt_n, lo, hi);
   if (i == 0) return 0.0;
   const uint32_t u = gt.crowd ? dt.area : dt.area + gt.mask_area - i;
   return static_cast<double>(i) / static_cast<double>(u);

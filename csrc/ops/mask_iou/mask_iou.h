@@ -24,11 +24,7 @@ void rle_iou_matrix(const rle::Rle* const* dt, size_t m, const rle::Rle* const* 
 // number of intervals. uint32 cumulative sums, as maskApi.
 size_t counts_to_intervals(const uint32_t* cnts, size_t cnts_len, uint32_t* iv);
 
-// |A & B| of two sorted interval lists (a: na intervals, b: nb). Equal to the intersection of
-// pycocotools' run walk for RLEs of one size; only intervals overlapping [lo, hi) can count, so
-// the walk starts at the first intervals ending after lo and stops at hi.
-uint32_t intervals_intersection(const uint32_t* a, size_t na, const uint32_t* b, size_t nb, uint32_t lo,
-                                uint32_t hi);
+// (|A & B| of two interval lists: rle::intervals_intersection in ops/rle/rle_core.h)
 
 // One decoded RLE for the interval path: size, rleToBbox box, area and its intervals.
 struct RunMask {

@@ -139,36 +139,6 @@ void runs_from_string(const char* s, size_t len, uint32_t h, uint32_t w, uint32_
   b.finish(out);
 }
 
-static inline size_t first_ending_after(const uint32_t* iv, size_t n, uint32_t lo) {
-  // first interval whose end > lo (ends are increasing)
-  size_t a = 0, b = n;
-  while (a < b) {
-    const size_t mid = (a + b) / 2;
-    if (iv[2 * mid + 1] > lo)
-      b = mid;
-    else
-      a = mid + 1;
-  }
-  return a;
-}
-
-uint32_t intervals_intersection(const uint32_t* a, size_t na, const uint32_t* b, size_t nb, uint32_t lo,
-                                uint32_t hi) {
-  size_t i = first_ending_after(a, na, lo), j = first_ending_after(b, nb, lo);
-  uint32_t inter = 0;
-  while (i < na && j < nb) {
-    const uint32_t as = a[2 * i], ae = a[2 * i + 1], bs = b[2 * j], be = b[2 * j + 1];
-    if (as >= hi || bs >= hi) break;
-    const uint32_t s = as > bs ? as : bs;
-    const uint32_t e = ae < be ? ae : be;
-    inter += e > s ? e - s : 0;
-    const bool adv_a = ae <= be;
-    i += adv_a;
-    j += !adv_a;
-  }
-  return inter;
-}
-
 // |A & B| of two column profiles over columns [x0, x1): vectorised by the compiler.
 static uint32_t profile_intersection(const RunMask& a, const RunMask& b, uint32_t x0, uint32_t x1) {
   if (x1 > a.w) x1 = a.w;
@@ -216,7 +186,7 @@ void run_iou_rows(const RunMask* dt, const RunMask* gt, size_t n, const uint8_t*
           const uint32_t lo = static_cast<uint32_t>(x0) * D.h, hi = static_cast<uint32_t>(x1) * D.h;
           const uint32_t i = (D.simple && G.simple)
                                  ? profile_intersection(D, G, static_cast<uint32_t>(x0), static_cast<uint32_t>(x1))
-                                 : intervals_intersection(D.iv, D.n, G.iv, G.n, lo, hi);
+                                 : rle::intervals_intersection(D.iv, D.n, G.iv, G.n, lo, hi);
           if (i == 0) {
             r = 0.0;
           } else {

@@ -164,5 +164,39 @@ double bbox_iou(const double d[4], const double g[4], bool crowd);
 // 0 when the boxes do not overlap, -1 when sizes differ, i/u (non-crowd) or i/area(dt) (crowd).
 double rle_iou(const Rle& dt, const Rle& gt, const double dt_box[4], const double gt_box[4], bool crowd);
 
+// Index of the first of n sorted [start, end) intervals (start/end pairs in iv) whose end > lo.
+inline size_t first_interval_ending_after(const uint32_t* iv, size_t n, uint64_t lo) {
+  size_t a = 0, b = n;
+  while (a < b) {
+    const size_t mid = (a + b) / 2;
+    if (iv[2 * mid + 1] > lo)
+      b = mid;
+    else
+      a = mid + 1;
+  }
+  return a;
+}
+
+// |A & B| of two sorted interval lists (a: na intervals, b: nb; start/end pairs, column-major
+// pixel indices). Equal to the intersection of pycocotools' run walk for RLEs of one size; only
+// intervals overlapping [lo, hi) can count (the boxes' common columns), so the walk starts at
+// the first intervals ending after lo and stops at hi. Used by mask_iou and the COCO evaluator.
+inline uint32_t intervals_intersection(const uint32_t* a, size_t na, const uint32_t* b, size_t nb, uint64_t lo,
+                                       uint64_t hi) {
+  size_t i = first_interval_ending_after(a, na, lo), j = first_interval_ending_after(b, nb, lo);
+  uint32_t inter = 0;
+  while (i < na && j < nb) {
+    const uint32_t as = a[2 * i], ae = a[2 * i + 1], bs = b[2 * j], be = b[2 * j + 1];
+    if (as >= hi || bs >= hi) break;
+    const uint32_t s = as > bs ? as : bs;
+    const uint32_t e = ae < be ? ae : be;
+    inter += e > s ? e - s : 0;
+    const bool adv_a = ae <= be;
+    i += adv_a;
+    j += !adv_a;
+  }
+  return inter;
+}
+
 }  // namespace rle
 }  // namespace knet
