@@ -26,6 +26,7 @@ def collect() -> dict:
         "ext_with_cuda": b["with_cuda"],
         "ext_cuda_archs": b["cuda_archs"],
         "ext_ops": b["bindings"],
+        "ext_cpu_gating": b["cpu_gating_isa"],  # avx512 / avx2/generic build of the gating kernels
         "gpu_visible": torch.cuda.is_available(),
         "gpu_count": torch.cuda.device_count() if torch.cuda.is_available() else 0,
         "threads": torch.get_num_threads(),

@@ -86,4 +86,5 @@ def build_info() -> dict:
         "with_cuda": bool(_C.with_cuda) if _C is not None else False,
         "cuda_archs": str(_C.cuda_archs) if _C is not None else "",
         "bindings": list(_C.bindings) if _C is not None else [],
+        "cpu_gating_isa": str(_C.gating_cpu_isa()) if _C is not None else "",
     }

@@ -187,3 +187,50 @@ def test_eager_path_records_a_cpp_autograd_node():
     assert "AdaptiveGateFunction" in out.grad_fn.name()
     with torch.no_grad():
         assert adaptive_gate(*tensors).grad_fn is None
+
+
+@pytest.fixture(params=["avx512", "avx2"])
+def cpu_isa(request):
+    """Both CPU builds of the float32 kernels (AVX-512 only where compiled and supported)."""
+    from knet.extension import ext, has_ext
+
+    if not has_ext():
+        pytest.skip("knet._C not built")
+    if request.param == "avx512":
+        prev = ext().gating_set_avx512(True)
+        if ext().gating_cpu_isa() != "avx512":
+            ext().gating_set_avx512(prev)
+            pytest.skip("no AVX-512 build or CPU")
+    else:
+        prev = ext().gating_set_avx512(False)
+    yield request.param
+    ext().gating_set_avx512(prev)
+
+
+@pytest.mark.parametrize("shape", [(153, 256), (600, 256), (7, 71), (1, 1), (3, 17), (0, 16)])
+def test_fp32_each_cpu_build_matches_twin(cpu_isa, shape):
+    acts, params = _inputs(*shape, seed=13)
+    tensors = [t.requires_grad_(True) for t in acts + params]
+    out = adaptive_gate(*tensors)
+    ref = adaptive_gate_twin(*tensors)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    w = torch.randn(*shape)
+    got = torch.autograd.grad((out * w).sum(), tensors)
+    exp = torch.autograd.grad((ref * w).sum(), tensors)
+    for a, b in zip(got, exp):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_no_avx512_environment_variable():
+    import os
+    import subprocess
+    import sys
+
+    from knet.extension import has_ext
+
+    if not has_ext():
+        pytest.skip("knet._C not built")
+    code = "import torch; from knet.extension import ext; print(ext().gating_cpu_isa())"
+    env = dict(os.environ, KNET_NO_AVX512="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "avx2/generic"

@@ -7,6 +7,7 @@
 
 #include "knet/bindings.h"
 #include "knet/op_utils.h"
+#include "ops/gating/cpu/gating_cpu.h"
 #include "ops/gating/gating.h"
 
 namespace knet {
@@ -133,6 +134,12 @@ void bind_gating(pybind11::module_& m) {
         arg("acts"), arg("params"), arg("eps"));
   m.def("adaptive_gate_backward", &backward_dispatch, "the 12 gradients of adaptive_gate (4 activations, 8 parameters)",
         arg("grad"), arg("acts"), arg("params"), arg("stats"), arg("gates"), arg("eps"));
+  m.def(
+      "gating_cpu_isa", [] { return std::string(gating_cpu::avx512_enabled() ? "avx512" : "avx2/generic"); },
+      "which build of the float32 CPU gating kernels runs: 'avx512' or 'avx2/generic'");
+  m.def("gating_set_avx512", &gating_cpu::set_avx512,
+        "use the AVX-512 float32 gating kernels (where compiled and supported); returns the previous setting",
+        arg("enabled"));
   m.def("adaptive_gate_autograd", &adaptive_gate_autograd,
         "adaptive_gate with its backward recorded by a C++ autograd node (eager mode)", arg("gate_in"),
         arg("gate_up"), arg("feat_out"), arg("kernel_out"), arg("input_norm_in_weight"), arg("input_norm_in_bias"),

@@ -1,0 +1,122 @@
+// AVX-512 build of the fused adaptive gate's float row kernels (gating_rows.inc with 16-float
+// vectors), chosen at run time by gating_cpu.cpp on CPUs that have AVX-512 F/DQ/BW/VL.
+//
+// Only this file's own code is compiled for AVX-512: every header is included before the
+// target pragma (their inline functions keep the baseline target, so no AVX-512 code can be
+// shared with the other objects through inline-function merging), and the kernels live in an
+// anonymous namespace. Other compilers / architectures build the stubs at the end.
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <type_traits>
+
+#include "knet/gating_math.h"
+#include "ops/gating/cpu/gating_cpu.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(KNET_NO_AVX512)
+#define KNET_GATING_AVX512 1
+#include <immintrin.h>
+#endif
+
+namespace knet {
+namespace gating_cpu {
+
+#if defined(KNET_GATING_AVX512)
+
+static bool cpu_has_avx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
+
+static bool g_enabled = cpu_has_avx512() && std::getenv("KNET_NO_AVX512") == nullptr;
+
+bool avx512_compiled() { return true; }
+bool avx512_enabled() { return g_enabled; }
+bool set_avx512(bool on) {
+  const bool prev = g_enabled;
+  g_enabled = on && cpu_has_avx512();
+  return prev;
+}
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,fma,avx2")
+
+namespace {
+
+template <typename T>
+struct Vec512;
+template <>
+struct Vec512<float> {
+  typedef float type __attribute__((vector_size(64), aligned(4)));
+};
+template <typename T>
+using Vec = typename Vec512<T>::type;
+template <typename T>
+constexpr int64_t kLanes = 64 / sizeof(T);
+
+inline Vec<float> vload(const float* p) { return *reinterpret_cast<const Vec<float>*>(p); }
+inline void vstore(float* p, Vec<float> v) { *reinterpret_cast<Vec<float>*>(p) = v; }
+
+// e^x on 16 floats: the Cephes scheme of knet/fast_math.h and knet/cpu_vec.h (same constants)
+inline __m512 exp16(__m512 x) {
+  x = _mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f));
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3365447504019f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  const __m512 z = _mm512_mul_ps(r, r);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_add_ps(_mm512_fmadd_ps(y, z, r), _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(y, n);  // times 2^n
+}
+
+// 1 / (1 + e^-x): 14-bit reciprocal estimate refined by one Newton step
+inline Vec<float> sig(Vec<float> xv) {
+  const __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), (__m512)xv)));
+  __m512 r = _mm512_rcp14_ps(d);
+  r = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+  return (Vec<float>)r;
+}
+inline float sig(float x) { return sigmoid(x); }
+
+#include "ops/gating/cpu/gating_rows.inc"
+
+}  // namespace
+
+void forward_rows_avx512(const Ptrs<float>& p, int64_t m, int64_t cf, float eps, float* out, float* stats,
+                         float* gates, int64_t row0, int64_t row1) {
+  forward_rows(p, m, cf, eps, out, stats, gates, row0, row1);
+}
+
+void backward_rows_avx512(const Ptrs<float>& p, const float* grad, const float* stats, const float* gates, int64_t m,
+                          int64_t cf, float* const* dx, float* const* dparams, float* scratch, int64_t row0,
+                          int64_t row1) {
+  backward_rows(p, grad, stats, gates, m, cf, dx, dparams, scratch, row0, row1);
+}
+
+#pragma GCC pop_options
+
+#else  // no AVX-512 build: the dispatcher never calls the kernels
+
+bool avx512_compiled() { return false; }
+bool avx512_enabled() { return false; }
+bool set_avx512(bool) { return false; }
+void forward_rows_avx512(const Ptrs<float>&, int64_t, int64_t, float, float*, float*, float*, int64_t, int64_t) {
+  std::abort();
+}
+void backward_rows_avx512(const Ptrs<float>&, const float*, const float*, const float*, int64_t, int64_t,
+                          float* const*, float* const*, float*, int64_t, int64_t) {
+  std::abort();
+}
+
+#endif
+
+}  // namespace gating_cpu
+}  // namespace knet
