@@ -2,8 +2,6 @@
 // (see include/knet/bindings.h); this file only runs them and records build facts.
 #include <torch/extension.h>
 
-#include <algorithm>
-
 #include "knet/bindings.h"
 
 #ifndef KNET_CUDA_ARCHS
@@ -18,15 +16,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("with_cuda") = false;
 #endif
   m.attr("cuda_archs") = std::string(KNET_CUDA_ARCHS);
-  auto& entries = knet::binding_registry();
-  std::sort(entries.begin(), entries.end(),
-            [](const knet::BindingEntry& a, const knet::BindingEntry& b) {
-              return std::string(a.name) < std::string(b.name);
-            });
-  pybind11::list names;
-  for (const auto& e : entries) {
-    e.fn(m);
-    names.append(e.name);
-  }
-  m.attr("bindings") = names;
+  knet::run_bindings(m);
 }

@@ -8,9 +8,6 @@
 #ifdef KNET_EVAL_MODULE
 #include <pybind11/pybind11.h>
 
-#include <algorithm>
-#include <string>
-
 #include "knet/bindings.h"
 
 #ifndef TORCH_EXTENSION_NAME
@@ -19,15 +16,6 @@
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "knet evaluation cores (torch-free build)";
-  auto& entries = knet::binding_registry();
-  std::sort(entries.begin(), entries.end(), [](const knet::BindingEntry& a, const knet::BindingEntry& b) {
-    return std::string(a.name) < std::string(b.name);
-  });
-  pybind11::list names;
-  for (const auto& e : entries) {
-    e.fn(m);
-    names.append(e.name);
-  }
-  m.attr("bindings") = names;
+  knet::run_bindings(m);
 }
 #endif  // KNET_EVAL_MODULE

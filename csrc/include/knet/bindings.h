@@ -8,6 +8,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -29,6 +30,20 @@ inline std::vector<BindingEntry>& binding_registry() {
 struct BindingRegistrar {
   BindingRegistrar(const char* name, BindFn fn) { binding_registry().push_back({name, fn}); }
 };
+
+// Runs every registered binding function on m, in name order, and records their names in
+// m.bindings (used by knet._C and the torch-free knet._eval_C).
+inline void run_bindings(pybind11::module_& m) {
+  auto& entries = binding_registry();
+  std::sort(entries.begin(), entries.end(),
+            [](const BindingEntry& a, const BindingEntry& b) { return std::string(a.name) < std::string(b.name); });
+  pybind11::list names;
+  for (const auto& e : entries) {
+    e.fn(m);
+    names.append(e.name);
+  }
+  m.attr("bindings") = names;
+}
 
 }  // namespace knet
 
