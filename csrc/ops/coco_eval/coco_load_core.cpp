@@ -93,14 +93,8 @@ bool dt_from_record(const Catalog& c, const Dataset& ds, ObjectRecord& r, bool u
           if (area_mode == 0) o.area = string_area(r.counts.p, r.counts.len, r.counts.escaped, scratch);
         }
       } else if (r.seg_kind == 1) {
-        const char* s = r.counts.p;
-        size_t n = r.counts.len;
-        if (r.counts.escaped) {
-          json::unescape(s, n, scratch);
-          s = scratch.data();
-          n = scratch.size();
-        }
-        rle::from_string(s, n, r.seg_h, r.seg_w, mask);
+        const json::Str c = json::unescaped(r.counts, scratch);
+        rle::from_string(c.p, c.len, r.seg_h, r.seg_w, mask);
         has_mask = true;
       } else {
         mask.h = r.seg_h;
@@ -282,14 +276,8 @@ bool gts_from_records(const Catalog& c, std::vector<ObjectRecord>& anns, bool us
         ObjectRecord& r = *recs[j];
         rle::Rle& m = objs[j].rle;
         if (r.seg_kind == 1) {
-          const char* s = r.counts.p;
-          size_t n = r.counts.len;
-          if (r.counts.escaped) {
-            json::unescape(s, n, scratch);
-            s = scratch.data();
-            n = scratch.size();
-          }
-          rle::from_string(s, n, r.seg_h, r.seg_w, m);
+          const json::Str c = json::unescaped(r.counts, scratch);
+          rle::from_string(c.p, c.len, r.seg_h, r.seg_w, m);
         } else if (r.seg_kind == 2) {
           m.h = r.seg_h;
           m.w = r.seg_w;

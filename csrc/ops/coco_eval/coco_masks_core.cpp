@@ -65,11 +65,9 @@ void runs_from_counts(const uint32_t* cnts, size_t n, uint32_t h, uint32_t w, bo
 
 void runs_from_string(const char* s, size_t len, bool escaped, uint32_t h, uint32_t w, bool keep_counts,
                       MaskRuns& out, std::string& scratch) {
-  if (escaped) {
-    json::unescape(s, len, scratch);
-    s = scratch.data();
-    len = scratch.size();
-  }
+  const json::Str c = json::unescaped(json::Str{s, len, escaped}, scratch);
+  s = c.p;
+  len = c.len;
   IntervalBuilder b(h, w, out);
   rle::for_each_count(s, len, [&](uint32_t v) { b.add(v); });
   b.finish();
@@ -77,11 +75,8 @@ void runs_from_string(const char* s, size_t len, bool escaped, uint32_t h, uint3
 }
 
 uint32_t string_area(const char* s, size_t len, bool escaped, std::string& scratch) {
-  if (escaped) {
-    json::unescape(s, len, scratch);
-    return rle::string_area(scratch.data(), scratch.size());
-  }
-  return rle::string_area(s, len);
+  const json::Str c = json::unescaped(json::Str{s, len, escaped}, scratch);
+  return rle::string_area(c.p, c.len);
 }
 
 double mask_iou(const MaskRuns& dt, const uint32_t* gt_iv, size_t gt_n, const GtObj& gt) {

@@ -27,6 +27,13 @@ struct Str {
 // The bytes of a validated JSON string body (escapes resolved, \u as UTF-8).
 void unescape(const char* s, size_t len, std::string& out);
 
+// s itself, or (when it holds escapes) its unescaped bytes, written to scratch.
+inline Str unescaped(const Str& s, std::string& scratch) {
+  if (!s.escaped) return s;
+  unescape(s.p, s.len, scratch);
+  return Str{scratch.data(), scratch.size(), false};
+}
+
 struct Parser {
   const char* p;
   const char* end;

@@ -72,13 +72,6 @@ namespace {
 using json::Parser;
 using json::Str;
 
-// A key's name; escaped keys are unescaped into `scratch`.
-inline Str key_name(const Str& k, std::string& scratch) {
-  if (!k.escaped) return k;
-  json::unescape(k.p, k.len, scratch);
-  return Str{scratch.data(), scratch.size(), false};
-}
-
 bool segmentation(Parser& ps, ObjectRecord& r) {
   ps.ws();
   if (ps.p < ps.end && *ps.p == '[') {  // polygons: [[x, y, ...], ...]
@@ -99,7 +92,7 @@ bool segmentation(Parser& ps, ObjectRecord& r) {
   }
   std::string scratch;
   const bool ok = ps.object([&](const Str& key) {
-    const Str k = key_name(key, scratch);
+    const Str k = json::unescaped(key, scratch);
     if (k.is("size", 4)) {
       int64_t sz[2] = {0, 0};
       size_t n = 0;
@@ -151,7 +144,7 @@ bool parse_record(Parser& ps, ObjectRecord& r) {
   return ps.object([&](const Str& key) {
     ps.ws();
     if (ps.p < ps.end && *ps.p == 'n') return ps.literal("null");  // null = absent
-    const Str k = key_name(key, scratch);
+    const Str k = json::unescaped(key, scratch);
     if (k.is("image_id", 8)) {
       r.has_image = true;
       return ps.integer(r.image_id, r.image_is_int);
@@ -287,7 +280,7 @@ bool parse_gt_json(const char* buf, size_t len, GtFile& out, std::string& error,
     if (ok) structure = "is not a COCO instances file (no 'images' list)";
   } else {
     ok = ps.object([&](const Str& key) {
-      const Str k = key_name(key, scratch);
+      const Str k = json::unescaped(key, scratch);
       if (k.is("images", 6) && ps.peek('[')) {
         seen[0] = true;
         return ps.array([&](size_t i) {
@@ -298,7 +291,7 @@ bool parse_gt_json(const char* buf, size_t len, GtFile& out, std::string& error,
             return ps.skip_value();
           }
           const bool r = ps.object([&](const Str& kk) {
-            const Str f = key_name(kk, scratch);
+            const Str f = json::unescaped(kk, scratch);
             const int slot = f.is("id", 2) ? 0 : f.is("height", 6) ? 1 : f.is("width", 5) ? 2 : -1;
             if (slot < 0 || !(ps.peek('-') || (ps.p < ps.end && *ps.p >= '0' && *ps.p <= '9'))) return ps.skip_value();
             double d;
@@ -329,7 +322,7 @@ bool parse_gt_json(const char* buf, size_t len, GtFile& out, std::string& error,
             return ps.skip_value();
           }
           const bool r = ps.object([&](const Str& kk) {
-            const Str f = key_name(kk, scratch);
+            const Str f = json::unescaped(kk, scratch);
             if (f.is("id", 2) && (ps.peek('-') || (ps.p < ps.end && *ps.p >= '0' && *ps.p <= '9'))) {
               double d;
               bool is_int;
