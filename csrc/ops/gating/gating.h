@@ -16,6 +16,28 @@ namespace knet {
 using GateActs = std::array<at::Tensor, 4>;
 using GateParams = std::array<at::Tensor, 8>;
 
+// What the CPU and CUDA kernels read: the four activations' data and row strides and the four
+// LayerNorms' weight and bias, in knet/gating_math.h's GateLn order.
+template <typename T>
+struct GateRows {
+  const T* x[4];
+  int64_t stride[4];
+  const T* w[4];
+  const T* b[4];
+};
+
+template <typename T>
+GateRows<T> gate_rows(const GateActs& acts, const GateParams& params) {
+  GateRows<T> r;
+  for (int j = 0; j < 4; ++j) {
+    r.x[j] = acts[j].data_ptr<T>();
+    r.stride[j] = acts[j].stride(0);
+    r.w[j] = params[2 * j].data_ptr<T>();
+    r.b[j] = params[2 * j + 1].data_ptr<T>();
+  }
+  return r;
+}
+
 // -> (out [M, Cf], stats [4, M, 2] = (mean, rstd) per LayerNorm and row,
 //     gates [2, M, Cf] = (G_K, G_F), saved so that the backward needs no exp)
 std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_gate_forward_cpu(const GateActs& acts,

@@ -8,7 +8,8 @@
 // float32 on CPUs with AVX-512 (chosen explicitly at run time, see gating_cpu.h).
 //
 // Threads: rows are split over at::parallel_for only when a task gets at least ~16K elements
-// (the 153-row panoptic problem runs on one thread, the 600-row semantic one on two). The
+// (16 rows at Cf = 256: the 153-row panoptic and the 600-row semantic problems both use two
+// threads). The
 // backward gives each task its own parameter-gradient partial sums, reduced in task order
 // (deterministic for a given thread count).
 #include <ATen/Parallel.h>
@@ -78,18 +79,6 @@ constexpr int64_t kTaskElems = int64_t{1} << 14;  // elements (rows x Cf x 4 inp
 
 inline int64_t row_grain(int64_t cf) { return std::max<int64_t>(1, kTaskElems / std::max<int64_t>(4 * cf, 1)); }
 
-template <typename T>
-Ptrs<T> ptrs_of(const GateActs& acts, const GateParams& params) {
-  Ptrs<T> r;
-  for (int j = 0; j < 4; ++j) {
-    r.x[j] = acts[j].data_ptr<T>();
-    r.stride[j] = acts[j].stride(0);
-    r.w[j] = params[2 * j].data_ptr<T>();
-    r.b[j] = params[2 * j + 1].data_ptr<T>();
-  }
-  return r;
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_gate_forward_cpu(const GateActs& acts,
@@ -100,7 +89,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_gate_forward_cpu(const G
   at::Tensor gates = at::empty({2, m, cf}, acts[0].options());
   if (m == 0) return {out, stats, gates};
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "adaptive_gate_forward_cpu", [&] {
-    const Ptrs<scalar_t> p = ptrs_of<scalar_t>(acts, params);
+    const Ptrs<scalar_t> p = gate_rows<scalar_t>(acts, params);
     scalar_t* o = out.data_ptr<scalar_t>();
     scalar_t* s = stats.data_ptr<scalar_t>();
     scalar_t* gt = gates.data_ptr<scalar_t>();
@@ -127,7 +116,7 @@ std::vector<at::Tensor> adaptive_gate_backward_cpu(const at::Tensor& grad, const
   if (m == 0) return grads;
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "adaptive_gate_backward_cpu", [&] {
     using T = scalar_t;
-    const Ptrs<T> p = ptrs_of<T>(acts, params);
+    const Ptrs<T> p = gate_rows<T>(acts, params);
     const T* g = grad.data_ptr<T>();
     const T* s = stats.data_ptr<T>();
     const T* gt = gates.data_ptr<T>();

@@ -4,24 +4,21 @@
 
 #include <cstdint>
 
+#include "ops/gating/gating.h"
+
 namespace knet {
 namespace gating_cpu {
 
-// the four activations (rows may be strided, unit stride along Cf) and the four LayerNorms'
-// weight and bias ([Cf], contiguous), in the order of knet/gating_math.h's GateLn
+// the row pointers the kernels read (ops/gating/gating.h)
 template <typename T>
-struct Ptrs {
-  const T* x[4];
-  int64_t stride[4];
-  const T* w[4];
-  const T* b[4];
-};
+using Ptrs = GateRows<T>;
 
-// True when the AVX-512 build of the float kernels was compiled (GCC on x86-64) and this CPU
-// has AVX-512 F/DQ/BW/VL. The choice is explicit and can be switched for tests (set_avx512).
-bool avx512_compiled();
+// Whether the AVX-512 build of the float kernels runs: it must be compiled (GCC on x86-64) and
+// the CPU must have AVX-512 F/DQ/BW/VL; on by default then, unless KNET_NO_AVX512 is set.
+// set_avx512 switches it (tests) and returns the previous setting; it cannot turn on what the
+// build or the CPU lacks.
 bool avx512_enabled();
-bool set_avx512(bool on);  // -> previous setting; on is ignored where avx512_compiled() && cpu lacks it
+bool set_avx512(bool on);
 
 // rows [row0, row1) of the forward / backward, float32, AVX-512 (only call when avx512_enabled())
 void forward_rows_avx512(const Ptrs<float>& p, int64_t m, int64_t cf, float eps, float* out, float* stats,

@@ -31,7 +31,6 @@ static bool cpu_has_avx512() {
 
 static bool g_enabled = cpu_has_avx512() && std::getenv("KNET_NO_AVX512") == nullptr;
 
-bool avx512_compiled() { return true; }
 bool avx512_enabled() { return g_enabled; }
 bool set_avx512(bool on) {
   const bool prev = g_enabled;
@@ -105,7 +104,6 @@ void backward_rows_avx512(const Ptrs<float>& p, const float* grad, const float* 
 
 #else  // no AVX-512 build: the dispatcher never calls the kernels
 
-bool avx512_compiled() { return false; }
 bool avx512_enabled() { return false; }
 bool set_avx512(bool) { return false; }
 void forward_rows_avx512(const Ptrs<float>&, int64_t, int64_t, float, float*, float*, float*, int64_t, int64_t) {

@@ -15,26 +15,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kRowsPerSlice = 64;
 
-template <typename T>
-struct DevRows {
-  const T* x[4];
-  int64_t stride[4];
-  const T* w[4];
-  const T* b[4];
-};
-
-template <typename T>
-DevRows<T> dev_rows(const GateActs& acts, const GateParams& params) {
-  DevRows<T> r;
-  for (int j = 0; j < 4; ++j) {
-    r.x[j] = acts[j].data_ptr<T>();
-    r.stride[j] = acts[j].stride(0);
-    r.w[j] = params[2 * j].data_ptr<T>();
-    r.b[j] = params[2 * j + 1].data_ptr<T>();
-  }
-  return r;
-}
-
 // sum over the block; every thread gets the result
 template <typename T>
 __device__ T block_sum(T v, T* smem) {
@@ -49,7 +29,7 @@ __device__ T block_sum(T v, T* smem) {
 }
 
 template <typename T>
-__global__ void forward_kernel(DevRows<T> r, int64_t m, int64_t cf, T eps, T* __restrict__ out, T* __restrict__ stats) {
+__global__ void forward_kernel(GateRows<T> r, int64_t m, int64_t cf, T eps, T* __restrict__ out, T* __restrict__ stats) {
   __shared__ T smem[32];
   __shared__ T mean_s[4], rstd_s[4];
   const int64_t row = blockIdx.x;
@@ -78,7 +58,7 @@ __global__ void forward_kernel(DevRows<T> r, int64_t m, int64_t cf, T eps, T* __
 
 // per element: xhat[j] and dL/dy[j]
 template <typename T>
-__device__ __forceinline__ void element_grads(const DevRows<T>& r, const T* stats, int64_t m, int64_t row, int64_t c,
+__device__ __forceinline__ void element_grads(const GateRows<T>& r, const T* stats, int64_t m, int64_t row, int64_t c,
                                               T g, T* xhat, T* dy) {
   T y[4];
   for (int j = 0; j < 4; ++j) {
@@ -89,7 +69,7 @@ __device__ __forceinline__ void element_grads(const DevRows<T>& r, const T* stat
 }
 
 template <typename T>
-__global__ void backward_input_kernel(DevRows<T> r, const T* __restrict__ grad, const T* __restrict__ stats, int64_t m,
+__global__ void backward_input_kernel(GateRows<T> r, const T* __restrict__ grad, const T* __restrict__ stats, int64_t m,
                                       int64_t cf, T* dx0, T* dx1, T* dx2, T* dx3) {
   __shared__ T smem[32];
   const int64_t row = blockIdx.x;
@@ -118,7 +98,7 @@ __global__ void backward_input_kernel(DevRows<T> r, const T* __restrict__ grad, 
 }
 
 template <typename T>
-__global__ void backward_param_kernel(DevRows<T> r, const T* __restrict__ grad, const T* __restrict__ stats, int64_t m,
+__global__ void backward_param_kernel(GateRows<T> r, const T* __restrict__ grad, const T* __restrict__ stats, int64_t m,
                                       int64_t cf, T* __restrict__ dparams) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= cf) return;
@@ -149,7 +129,7 @@ std::tuple<at::Tensor, at::Tensor> adaptive_gate_forward_cuda(const GateActs& ac
   if (m == 0) return {out, stats};
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "adaptive_gate_forward_cuda", [&] {
     forward_kernel<scalar_t><<<static_cast<unsigned>(m), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        dev_rows<scalar_t>(acts, params), m, cf, static_cast<scalar_t>(eps), out.data_ptr<scalar_t>(),
+        gate_rows<scalar_t>(acts, params), m, cf, static_cast<scalar_t>(eps), out.data_ptr<scalar_t>(),
         stats.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -164,7 +144,7 @@ std::vector<at::Tensor> adaptive_gate_backward_cuda(const at::Tensor& grad, cons
   at::Tensor dparams = at::zeros({8, cf}, acts[0].options());
   if (m > 0 && cf > 0) {
     AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "adaptive_gate_backward_cuda", [&] {
-      const auto rows = dev_rows<scalar_t>(acts, params);
+      const auto rows = gate_rows<scalar_t>(acts, params);
       const auto stream = c10::cuda::getCurrentCUDAStream();
       backward_input_kernel<scalar_t><<<static_cast<unsigned>(m), kThreads, 0, stream>>>(
           rows, grad.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>(), m, cf, grads[0].data_ptr<scalar_t>(),
