@@ -11,13 +11,19 @@ descending score write their pixels unless (thing and score < 0.3) or area / ori
 Where the original spends its time (a full-resolution float copy of every mask at the padded
 size, then another at the original size, then 153 full-resolution comparisons), this version:
 * resizes each distinct kept kernel once (instance: duplicated kernels share their mask);
-* works through the kernels in small chunks, so only a few full-resolution float maps exist at a
-  time; every per-kernel resize is independent, so chunking changes no value;
-* panoptic: first drops the kernels that provably win no pixel (bounds from 3x3 min / max
-  pools of the stride-4 probabilities, see possible_winners; such a kernel has area 0 and is
-  never written), then keeps a running (best value, best kernel) pair per pixel (strictly-greater
-  update: the first maximum wins, as argmax), counts `prob >= 0.5` per kernel on the fly, gets
-  the per-kernel areas with one bincount and writes the segment map with one lookup table.
+* instance: goes from the stride-4 probabilities straight to the binary masks at ori_shape with
+  knet.ops.mask_resize (the two bilinear steps compose into one convex combination of at most
+  3x3 stride-4 probabilities per output pixel: wherever that window lies on one side of the
+  threshold the answer is known, and only pixels near a mask boundary are interpolated; equal to
+  the float chain except where the probability is within float rounding, ~1e-6, of mask_thr);
+* panoptic (which needs the probabilities): works through the kernels in small chunks
+  (knet.ops.mask_resize.chunks), so only a few full-resolution float maps exist at a time; every
+  per-kernel resize is independent, so chunking changes no value; first drops the kernels that
+  provably win no pixel (bounds from 3x3 min / max pools of the stride-4 probabilities, see
+  possible_winners; such a kernel has area 0 and is never written), then keeps a running (best
+  value, best kernel) pair per pixel (strictly-greater update: the first maximum wins, as
+  argmax), counts `prob >= 0.5` per kernel on the fly, gets the per-kernel areas with one
+  bincount and writes the segment map with one lookup table.
 """
 
 from __future__ import annotations
@@ -28,13 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from knet.ops.mask_resize import chunks, mask_resize_threshold, resize_probs
 from knet.structures import InstanceResult, PanopticResult, Segment
 
 Shape = Sequence[int]
-
-# masks resized per chunk: about 32 MB of float32 at the padded batch size (8 masks at 800x1216);
-# 17 masks per chunk (64 MB) measured ~1.5x slower at 1 thread: the resizes stream through memory
-CHUNK_FLOATS = 1 << 23
 
 
 def stride4_probs(mask_logits: torch.Tensor, *, upsample: int = 2) -> torch.Tensor:
@@ -43,22 +46,6 @@ def stride4_probs(mask_logits: torch.Tensor, *, upsample: int = 2) -> torch.Tens
     if upsample != 1:
         m = F.interpolate(m, scale_factor=upsample, mode="bilinear", align_corners=False)
     return m.sigmoid()[0]
-
-
-def probs_to_original(probs: torch.Tensor, *, batch_shape: Shape, img_shape: Shape, ori_shape: Shape) -> torch.Tensor:
-    """[N, H4, W4] probabilities -> [N, H, W]: to the padded batch shape, crop, to ori_shape."""
-    m = F.interpolate(probs.unsqueeze(0), size=tuple(batch_shape[:2]), mode="bilinear", align_corners=False)
-    m = m[:, :, : img_shape[0], : img_shape[1]]
-    m = F.interpolate(m, size=tuple(ori_shape[:2]), mode="bilinear", align_corners=False)
-    return m[0]
-
-
-def masks_to_original(
-    mask_logits: torch.Tensor, *, batch_shape: Shape, img_shape: Shape, ori_shape: Shape, upsample: int = 2
-) -> torch.Tensor:
-    """[N, h, w] stride-8 logits -> [N, H, W] mask probabilities at the original image size."""
-    probs = stride4_probs(mask_logits, upsample=upsample)
-    return probs_to_original(probs, batch_shape=batch_shape, img_shape=img_shape, ori_shape=ori_shape)
 
 
 def window3(probs: torch.Tensor, op) -> torch.Tensor:
@@ -92,12 +79,6 @@ def possible_winners(probs: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     return torch.ge(upper, floor).flatten(1).any(dim=1)
 
 
-def _chunks(n: int, batch_shape: Shape):
-    size = max(4, min(32, CHUNK_FLOATS // (int(batch_shape[0]) * int(batch_shape[1]))))
-    for start in range(0, n, size):
-        yield start, min(start + size, n)
-
-
 def instance_postprocess(
     cls_logits: torch.Tensor,
     mask_logits: torch.Tensor,
@@ -116,16 +97,13 @@ def instance_postprocess(
     kernels = torch.div(top_idx, num_classes, rounding_mode="floor")
     labels = top_idx % num_classes
 
-    # resize each distinct kernel once, binarise straight away (bool at full resolution)
+    # each distinct kernel: stride-4 probabilities once, then straight to a binary mask at
+    # ori_shape (knet.ops.mask_resize: interpolates only near the mask boundaries)
     uniq, inverse = torch.unique(kernels, return_inverse=True)
-    oh, ow = int(ori_shape[0]), int(ori_shape[1])
-    binary = torch.empty((uniq.numel(), oh, ow), dtype=torch.bool, device=mask_logits.device)
-    for s, e in _chunks(uniq.numel(), batch_shape):
-        probs = masks_to_original(
-            mask_logits[uniq[s:e]], batch_shape=batch_shape, img_shape=img_shape, ori_shape=ori_shape
-        )
-        torch.gt(probs, mask_thr, out=binary[s:e])
-    masks = binary[inverse]  # [k, H, W]
+    probs4 = stride4_probs(mask_logits[uniq])  # [U, 2h, 2w]
+    masks = mask_resize_threshold(
+        probs4, inverse, batch_shape=batch_shape, img_shape=img_shape, ori_shape=ori_shape, threshold=mask_thr
+    )  # [k, H, W] bool
     return InstanceResult(
         scores=top_scores.cpu().numpy().astype(np.float32),
         labels=labels.cpu().numpy().astype(np.int64),
@@ -170,8 +148,8 @@ def panoptic_postprocess(
     best = torch.empty((oh, ow), dtype=torch.float32, device=mask_logits.device)
     owner = torch.zeros((oh, ow), dtype=torch.int64, device=mask_logits.device)  # index into candidates
     orig_area = torch.zeros(n, dtype=torch.int64)
-    for s, e in _chunks(candidates.numel(), batch_shape):
-        probs = probs_to_original(probs4[s:e], batch_shape=batch_shape, img_shape=img_shape, ori_shape=ori_shape)
+    for s, e in chunks(candidates.numel(), batch_shape):
+        probs = resize_probs(probs4[s:e], batch_shape=batch_shape, img_shape=img_shape, ori_shape=ori_shape)
         ids = candidates[s:e].cpu()
         orig_area[ids] = (probs >= 0.5).flatten(1).sum(1, dtype=torch.int32).cpu().long()  # int32 sum: ~20x faster
         weighted = probs.mul_(scores[candidates[s:e]].view(-1, 1, 1))  # score * prob, in place (probs done)

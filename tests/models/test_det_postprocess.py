@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from knet.models import det_postprocess
+from knet.ops import mask_resize
 from knet.models.det_postprocess import instance_postprocess, panoptic_postprocess
 
 
@@ -15,7 +16,7 @@ from knet.models.det_postprocess import instance_postprocess, panoptic_postproce
 def chunking(request, monkeypatch):
     """Run each comparison with all masks in one chunk and with chunks of 4 masks."""
     if request.param == "chunks_of_4":
-        monkeypatch.setattr(det_postprocess, "CHUNK_FLOATS", 1)
+        monkeypatch.setattr(mask_resize, "CHUNK_FLOATS", 1)
 
 
 def _literal_masks(mask_logits, batch_shape, img_shape, ori_shape):
