@@ -189,6 +189,7 @@ def main() -> None:
     if args.only is not None:
         cases = [(name, fn) for name, fn in cases if args.only in name]
     print(f"knet ops benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, median of {r}")
+    print(f"CPU mask_conv float32 path: {extension.ext().mask_conv_cpu_isa()} (KNET_NO_AVX512=1: blas)")
     print(f"{'op':<32} {'shape':<58} {'twin ms':>9} {'knet ms':>9} {'speedup':>8}")
     bench_mask_conv("mask_conv", PANOPTIC, 1)  # warm up BLAS threads and allocator (first row was ~25% off)
     results: dict[str, dict] = {}

@@ -27,6 +27,7 @@ def collect() -> dict:
         "ext_cuda_archs": b["cuda_archs"],
         "ext_ops": b["bindings"],
         "ext_cpu_gating": b["cpu_gating_isa"],  # avx512 / avx2/generic build of the gating kernels
+        "ext_cpu_mask_conv": b["cpu_mask_conv_isa"],  # float32 mask_conv: avx512 (knet's GEMM) / blas
         "gpu_visible": torch.cuda.is_available(),
         "gpu_count": torch.cuda.device_count() if torch.cuda.is_available() else 0,
         "threads": torch.get_num_threads(),
@@ -45,7 +46,7 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print one JSON obje
     for key, value in facts.items():
         if isinstance(value, list):
             value = ", ".join(value) or "-"
-        typer.echo(f"{key:<16} {value if value not in (None, '') else '-'}")
+        typer.echo(f"{key:<17} {value if value not in (None, '') else '-'}")
 
 
 def register(app: typer.Typer) -> None:

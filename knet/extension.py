@@ -87,4 +87,5 @@ def build_info() -> dict:
         "cuda_archs": str(_C.cuda_archs) if _C is not None else "",
         "bindings": list(_C.bindings) if _C is not None else [],
         "cpu_gating_isa": str(_C.gating_cpu_isa()) if _C is not None else "",
+        "cpu_mask_conv_isa": str(_C.mask_conv_cpu_isa()) if _C is not None else "",
     }

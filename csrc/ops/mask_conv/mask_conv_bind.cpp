@@ -2,8 +2,11 @@
 // Python wrapper, twin and torch.library registration: knet/ops/mask_conv.py.
 #include <torch/extension.h>
 
+#include <string>
+
 #include "knet/bindings.h"
 #include "knet/op_utils.h"
+#include "ops/mask_conv/cpu/mask_conv_gemm.h"
 #include "ops/mask_conv/mask_conv.h"
 
 namespace knet {
@@ -56,6 +59,13 @@ void bind_mask_conv(pybind11::module_& m) {
         pybind11::arg("feats"), pybind11::arg("kernels"));
   m.def("mask_conv_backward", &backward, "(grad_feats, grad_kernels) of mask_conv", pybind11::arg("grad"),
         pybind11::arg("feats"), pybind11::arg("kernels"));
+  m.def(
+      "mask_conv_cpu_isa", [] { return std::string(mask_conv_cpu::avx512_enabled() ? "avx512" : "blas"); },
+      "which float32 CPU mask_conv runs: 'avx512' (knet's GEMM, mask_conv_gemm_avx512.cpp) or 'blas' (at::bmm)");
+  m.def("mask_conv_set_avx512", &mask_conv_cpu::set_avx512,
+        "use knet's AVX-512 float32 GEMM in the CPU mask_conv (where compiled and supported); returns the previous "
+        "setting",
+        pybind11::arg("enabled"));
 }
 
 }  // namespace
