@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -52,6 +53,18 @@ inline Vec<double> sig(Vec<double> x) {
   for (int i = 0; i < cpu::kLanes<double>; ++i) x[i] = sigmoid(x[i]);
   return x;
 }
+
+// the sum of the lanes, pairwise (upper half onto lower half)
+template <typename T>
+inline T hsum_lanes(Vec<T> v) {
+  T s[kLanes<T>];
+  std::memcpy(s, &v, sizeof v);
+  for (int h = kLanes<T> / 2; h > 0; h /= 2)
+    for (int i = 0; i < h; ++i) s[i] += s[i + h];
+  return s[0];
+}
+inline float hsum(Vec<float> v) { return hsum_lanes<float>(v); }
+inline double hsum(Vec<double> v) { return hsum_lanes<double>(v); }
 
 #include "ops/gating/cpu/gating_rows.inc"
 
@@ -130,11 +143,15 @@ std::vector<at::Tensor> adaptive_gate_backward_cpu(const at::Tensor& grad, const
     const int64_t threads = m > grain ? at::get_num_threads() : 1;
     const int64_t chunk = std::max<int64_t>(grain, (m + threads - 1) / threads);
     const int64_t chunks = (m + chunk - 1) / chunk;
-    std::vector<T> work(static_cast<size_t>(chunks * 8 * cf + (chunks - 1) * 8 * cf), T(0));
+    // per chunk: a blocked [Cf / L][4][L] dL/dxhat scratch row (L <= 16 lanes), and for every
+    // chunk but the first eight [Cf] parameter-gradient partial sums
+    const int64_t scratch_size = 4 * (cf + 16);
+    std::vector<T> work(static_cast<size_t>(chunks * scratch_size + (chunks - 1) * 8 * cf), T(0));
+    T* partials = work.data() + chunks * scratch_size;
     auto run = [&](int64_t k) {
-      T* scratch = work.data() + k * 8 * cf;
+      T* scratch = work.data() + k * scratch_size;
       T* own[8];
-      for (int i = 0; i < 8; ++i) own[i] = k == 0 ? dparams[i] : work.data() + (chunks + (k - 1)) * 8 * cf + i * cf;
+      for (int i = 0; i < 8; ++i) own[i] = k == 0 ? dparams[i] : partials + (k - 1) * 8 * cf + i * cf;
       backward_range(p, g, s, gt, m, cf, dx, own, scratch, k * chunk, std::min(m, (k + 1) * chunk));
     };
     if (chunks == 1) {
@@ -144,7 +161,7 @@ std::vector<at::Tensor> adaptive_gate_backward_cpu(const at::Tensor& grad, const
         for (int64_t k = k0; k < k1; ++k) run(k);
       });
       for (int64_t k = 1; k < chunks; ++k) {
-        const T* pk = work.data() + (chunks + (k - 1)) * 8 * cf;
+        const T* pk = partials + (k - 1) * 8 * cf;
         for (int i = 0; i < 8; ++i)
           for (int64_t c = 0; c < cf; ++c) dparams[i][c] += pk[i * cf + c];
       }

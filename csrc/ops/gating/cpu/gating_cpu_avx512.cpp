@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <type_traits>
+#include <vector>
 
 #include "knet/gating_math.h"
 #include "ops/gating/cpu/gating_cpu.h"
@@ -57,33 +58,28 @@ constexpr int64_t kLanes = 64 / sizeof(T);
 inline Vec<float> vload(const float* p) { return *reinterpret_cast<const Vec<float>*>(p); }
 inline void vstore(float* p, Vec<float> v) { *reinterpret_cast<Vec<float>*>(p) = v; }
 
-// e^x on 16 floats: the Cephes scheme of knet/fast_math.h and knet/cpu_vec.h (same constants)
-inline __m512 exp16(__m512 x) {
-  x = _mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f));
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3365447504019f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  const __m512 z = _mm512_mul_ps(r, r);
-  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
-  y = _mm512_add_ps(_mm512_fmadd_ps(y, z, r), _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(y, n);  // times 2^n
-}
-
-// 1 / (1 + e^-x): 14-bit reciprocal estimate refined by one Newton step
-inline Vec<float> sig(Vec<float> xv) {
-  const __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), (__m512)xv)));
+// sigmoid(y) = 1 / (1 + 2^t), t = -y log2(e): 2^t = 2^n 2^f with n = round(t), f in
+// [-1/2, 1/2], 2^f by a degree-5 minimax polynomial (relative error 2.3e-7 in float), the
+// reciprocal by rcp14 and one Newton step. t is clamped at 100 (e^-69: the result, below
+// 1e-30, stays finite and the Newton step stays away from inf * 0).
+inline Vec<float> sig(Vec<float> yv) {
+  const __m512 t = _mm512_min_ps(_mm512_mul_ps((__m512)yv, _mm512_set1_ps(-1.44269504088896341f)),
+                                 _mm512_set1_ps(100.0f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);
+  __m512 p = _mm512_set1_ps(1.3276386307552457e-3f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.675518609583378e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550713464617729e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022120237350464e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931469440460205e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001192092896f));
+  const __m512 d = _mm512_add_ps(_mm512_scalef_ps(p, n), _mm512_set1_ps(1.0f));  // 1 + e^-y
   __m512 r = _mm512_rcp14_ps(d);
   r = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
   return (Vec<float>)r;
 }
 inline float sig(float x) { return sigmoid(x); }
+inline float hsum(Vec<float> v) { return _mm512_reduce_add_ps((__m512)v); }
 
 #include "ops/gating/cpu/gating_rows.inc"
 
