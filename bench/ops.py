@@ -5,7 +5,9 @@
 Shapes are the real ones (spec 2.9 / 3.2): panoptic B=1, N=153, C=256, 100x168 (stride 8 of
 an 800x1344 input); semantic B=2, N=150, C=512, 128x128 (UPerNet 512x512 crop); the kernel
 update gate on M=153 rows (panoptic) and M=600 rows (semantic: 2 images x 150 kernels x 2
-chunks), Cf=256, forward + backward. The mask_iou row compares knet.ops.mask_iou with
+chunks), Cf=256, forward + backward. mask_conv is timed forward at both shapes and forward +
+backward at the panoptic one; the line above the table says which CPU float32 path ran (knet's
+AVX-512 GEMM or at::bmm, see `knet info`). The mask_iou row compares knet.ops.mask_iou with
 pycocotools' maskUtils.iou on the same RLEs. Every time is the median of --repeat runs.
 Prints a table; --json writes {op: {"shape", "twin_ms", "ext_ms", "speedup"}}.
 """
@@ -83,6 +85,20 @@ def bench_mask_conv(name: str, dims: dict, repeat: int) -> dict:
         twin = median_ms(lambda: mask_conv_twin(feats, kernels), repeat)
         ext = median_ms(lambda: mask_conv(feats, kernels), repeat)
     return {"shape": _shape(dims) + " fwd", "twin_ms": twin, "ext_ms": ext}
+
+
+def bench_mask_conv_train(dims: dict, repeat: int) -> dict:
+    feats, kernels, _ = _maps(**dims)
+    feats.requires_grad_(True)
+    kernels.requires_grad_(True)
+    grad = torch.randn(dims["b"], dims["n"], dims["h"], dims["w"])
+
+    def run(fn):
+        return lambda: torch.autograd.grad(fn(feats, kernels), (feats, kernels), grad)
+
+    twin = median_ms(run(mask_conv_twin), repeat)
+    ext = median_ms(run(mask_conv), repeat)
+    return {"shape": _shape(dims) + " fwd+bwd", "twin_ms": twin, "ext_ms": ext}
 
 
 def bench_assemble(mode: str, dims: dict, repeat: int, knet_like: bool = False) -> dict:
@@ -177,6 +193,7 @@ def main() -> None:
     cases: list[tuple[str, Callable[[], dict | str]]] = [
         ("mask_conv@panoptic", lambda: bench_mask_conv("mask_conv", PANOPTIC, r)),
         ("mask_conv@semantic", lambda: bench_mask_conv("mask_conv", SEMANTIC, r)),
+        ("mask_conv_train@panoptic", lambda: bench_mask_conv_train(PANOPTIC, r)),
         ("assemble_binary@panoptic", lambda: bench_assemble("binary", PANOPTIC, r, knet_like=True)),
         ("assemble_binary_dense@panoptic", lambda: bench_assemble("binary", PANOPTIC, r)),
         ("assemble_binary_dense@semantic", lambda: bench_assemble("binary", SEMANTIC, r)),

@@ -99,7 +99,8 @@ def test_cuda_matches_twin(shape):
 
 # ---- the CPU float32 GEMM (csrc/ops/mask_conv/cpu/mask_conv_gemm_avx512.cpp) and the at::bmm path ----
 # Its micro-tile is 6 kernels x 32 pixels, its pixel blocks are up to 512 wide (K * block * 4 bytes
-# <= 512 KB): the shapes below leave a tail in every one of them.
+# <= 512 KB), threads take runs of 32-pixel units when a run has >= 4M multiply-adds: the shapes
+# below leave a tail in every one of them.
 # (B, C, N, H, W)
 GEMM_SHAPES = [
     (1, 71, 1, 1, 1),  # one kernel, one pixel
@@ -107,7 +108,8 @@ GEMM_SHAPES = [
     (3, 71, 5, 3, 517),  # N < 6; 1551 pixels: three blocks, the last one partial, a 15-pixel tail
     (1, 1, 7, 1, 33),  # C = 1; N = 6 + 1; 33 = 32 + 1 pixels
     (2, 8, 13, 1, 16),  # 16 pixels: the second vector of the micro-tile fully masked
-    (1, 256, 153, 5, 121),  # the panoptic head's N and C; 605 pixels: blocks of 512
+    (1, 256, 153, 5, 121),  # the panoptic head's N and C; 605 pixels: blocks of 512, two threads
+    (3, 256, 13, 7, 150),  # two threads split 99 units at 50: mid-image, and across images
     (2, 512, 12, 7, 37),  # C = 512: blocks of 256 pixels
     (3, 4100, 3, 2, 20),  # C = 4100: one 32-pixel block per 20-pixel image
 ]

@@ -42,9 +42,10 @@ void own_gemm(const at::Tensor& a, const at::Tensor& rows, at::Tensor& out) {
   const mask_conv_cpu::GemmPlan plan = mask_conv_cpu::gemm_plan(g);
   std::vector<float> packed(static_cast<size_t>(plan.packed_a_floats));
   mask_conv_cpu::gemm_pack_a_avx512(g, plan, packed.data());
-  const int64_t grain = std::max<int64_t>(1, kTaskFlops / std::max<int64_t>(plan.block_flops, 1));
-  at::parallel_for(0, plan.blocks, grain, [&](int64_t t0, int64_t t1) {
-    mask_conv_cpu::gemm_blocks_avx512(g, plan, packed.data(), t0, t1);
+  // threads take contiguous runs of 32-pixel units (at::parallel_for: one run per thread)
+  const int64_t grain = std::max<int64_t>(1, kTaskFlops / std::max<int64_t>(plan.unit_flops, 1));
+  at::parallel_for(0, plan.units, grain, [&](int64_t u0, int64_t u1) {
+    mask_conv_cpu::gemm_units_avx512(g, plan, packed.data(), u0, u1);
   });
 }
 

@@ -6,8 +6,9 @@
 //   A[b]: M x K, any strides          (the mask kernels [N, C], or their transpose [C, N])
 //   B[b]: K x P, unit pixel stride    (the feature rows [C, H*W], or the mask gradient [N, H*W])
 //   C[b]: M x P, unit pixel stride    (the masks [N, H*W], or the feature gradient [C, H*W])
-// A is packed once per product into micro-panels; the pixels are split into column blocks
-// (numbered over all images) that threads take in contiguous runs.
+// A is packed once per product into micro-panels. The pixels of all images are numbered in
+// 32-pixel units; a thread takes a contiguous run of units and multiplies it in column blocks of
+// up to nc pixels (never across images).
 #pragma once
 
 #include <cstdint>
@@ -32,19 +33,19 @@ struct Gemm {
 };
 
 struct GemmPlan {
-  int64_t nc = 0;                // pixels per column block (a multiple of the micro-tile width)
-  int64_t blocks_per_image = 0;  // ceil(p / nc)
-  int64_t blocks = 0;            // batch * blocks_per_image
-  int64_t packed_a_floats = 0;   // size of the packed A of all images
-  int64_t block_flops = 0;       // multiply-adds of one full block (for the thread grain)
+  int64_t nc = 0;               // pixels per column block at most (a multiple of the unit)
+  int64_t units_per_image = 0;  // ceil(p / 32)
+  int64_t units = 0;            // batch * units_per_image
+  int64_t packed_a_floats = 0;  // size of the packed A of all images
+  int64_t unit_flops = 0;       // multiply-adds of one unit (for the thread grain)
 };
 
 // Requires m, k, p >= 1 and batch >= 1.
 GemmPlan gemm_plan(const Gemm& g);
 // A of every image into micro-panels (packed: plan.packed_a_floats floats, any alignment)
 void gemm_pack_a_avx512(const Gemm& g, const GemmPlan& plan, float* packed);
-// column blocks [block0, block1) of C (only call when avx512_enabled())
-void gemm_blocks_avx512(const Gemm& g, const GemmPlan& plan, const float* packed, int64_t block0, int64_t block1);
+// the pixel units [unit0, unit1) of C (only call when avx512_enabled())
+void gemm_units_avx512(const Gemm& g, const GemmPlan& plan, const float* packed, int64_t unit0, int64_t unit1);
 
 }  // namespace mask_conv_cpu
 }  // namespace knet

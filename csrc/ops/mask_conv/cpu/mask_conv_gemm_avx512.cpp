@@ -4,9 +4,11 @@
 // Blocking (measured on the 2-core Zen 4 development VM, bench/ops.py shapes):
 //  - all of A is packed once into micro-panels of kMR = 6 rows, k-major ([K][6], zero rows past
 //    M); it stays in L2 (153 x 256 floats = 157 KB for the panoptic head, 300 KB at C = 512);
-//  - the pixels are split into column blocks of nc pixels, nc * K * 4 bytes <= 512 KB (nc = 512
-//    at K = 256, 256 at K = 512); a block of B is packed into k-major sub-panels of kNR = 32
-//    pixels ([K][32], zero pixels past P), and every A micro-panel passes over each sub-panel;
+//  - the pixels of all images are numbered in units of kNR = 32; each thread takes a contiguous
+//    run of units (balanced to one unit) and multiplies it in column blocks of up to nc pixels,
+//    nc * K * 4 bytes <= 512 KB (nc = 512 at K = 256, 256 at K = 512); a block of B is packed
+//    into k-major sub-panels of 32 pixels ([K][32], zero pixels past P), and every A
+//    micro-panel passes over each sub-panel;
 //  - the 6 x 32 micro-tile keeps 12 zmm accumulators (per k: two B loads, six broadcasts,
 //    twelve FMAs; ~118 GFLOPS per core on cached data, the FMA peak) and writes straight into
 //    the output rows, masked at the row and pixel tails;
@@ -47,10 +49,10 @@ GemmPlan gemm_plan(const Gemm& g) {
   GemmPlan plan;
   const int64_t by_cache = kBlockBytes / (4 * std::max<int64_t>(g.k, 1)) / kNR * kNR;
   plan.nc = std::min(std::clamp(by_cache, kNR, kMaxNC), ceil_div(g.p, kNR) * kNR);
-  plan.blocks_per_image = ceil_div(g.p, plan.nc);
-  plan.blocks = g.batch * plan.blocks_per_image;
+  plan.units_per_image = ceil_div(g.p, kNR);
+  plan.units = g.batch * plan.units_per_image;
   plan.packed_a_floats = g.batch * ceil_div(g.m, kMR) * kMR * g.k;
-  plan.block_flops = ceil_div(g.m, kMR) * kMR * g.k * plan.nc;
+  plan.unit_flops = ceil_div(g.m, kMR) * kMR * g.k * kNR;
   return plan;
 }
 
@@ -190,22 +192,25 @@ void gemm_pack_a_avx512(const Gemm& g, const GemmPlan& plan, float* packed) {
   }
 }
 
-void gemm_blocks_avx512(const Gemm& g, const GemmPlan& plan, const float* packed, int64_t block0, int64_t block1) {
+void gemm_units_avx512(const Gemm& g, const GemmPlan& plan, const float* packed, int64_t unit0, int64_t unit1) {
   const int64_t panels = ceil_div(g.m, kMR);
   float* buf = block_buffer(g.k * plan.nc);
   struct Block {
-    int64_t img, col0, cols;  // image, first pixel, width
+    int64_t img, col0, cols, units;  // image, first pixel, width; 32-pixel units
   };
-  auto block = [&](int64_t t) {
-    const int64_t img = t / plan.blocks_per_image, col0 = (t % plan.blocks_per_image) * plan.nc;
-    return Block{img, col0, std::min(plan.nc, g.p - col0)};
+  // the block that starts at unit u: up to nc pixels, within one image and [u, unit1)
+  auto block = [&](int64_t u) {
+    const int64_t img = u / plan.units_per_image, first = u % plan.units_per_image;
+    const int64_t units = std::min({plan.nc / kNR, plan.units_per_image - first, unit1 - u});
+    return Block{img, first * kNR, std::min(units * kNR, g.p - first * kNR), units};
   };
-  for (int64_t t = block0; t < block1; ++t) {
-    const Block cur = block(t);
+  for (int64_t u = unit0; u < unit1;) {
+    const Block cur = block(u);
+    u += cur.units;
     pack_block(g.b + cur.img * g.b_batch + cur.col0, g.ldb, g.k, cur.cols, buf);
     LineStream prefetch;  // the next block's rows, while this one is multiplied
-    if (t + 1 < block1) {
-      const Block next = block(t + 1);
+    if (u < unit1) {
+      const Block next = block(u);
       prefetch.base = g.b + next.img * g.b_batch + next.col0;
       prefetch.ldb = g.ldb;
       prefetch.row_lines = ceil_div(next.cols, 16);
@@ -213,7 +218,7 @@ void gemm_blocks_avx512(const Gemm& g, const GemmPlan& plan, const float* packed
     }
     const float* pa = packed + cur.img * panels * kMR * g.k;
     float* c = g.c + cur.img * g.c_batch + cur.col0;
-    for (int64_t s = 0; s * kNR < cur.cols; ++s) {
+    for (int64_t s = 0; s < cur.units; ++s) {
       const int64_t rest = cur.cols - s * kNR;
       const __mmask16 m0 = tail_mask(rest), m1 = tail_mask(rest - 16);
       const float* bp = buf + s * g.k * kNR;
@@ -232,7 +237,7 @@ void gemm_blocks_avx512(const Gemm& g, const GemmPlan& plan, const float* packed
 bool avx512_enabled() { return false; }
 bool set_avx512(bool) { return false; }
 void gemm_pack_a_avx512(const Gemm&, const GemmPlan&, float*) { std::abort(); }
-void gemm_blocks_avx512(const Gemm&, const GemmPlan&, const float*, int64_t, int64_t) { std::abort(); }
+void gemm_units_avx512(const Gemm&, const GemmPlan&, const float*, int64_t, int64_t) { std::abort(); }
 
 #endif
 
