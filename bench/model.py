@@ -7,13 +7,19 @@ Batch 1, torch.inference_mode(), random weights (latency does not depend on them
 Every configuration runs in a fresh subprocess, once with the compiled ops (knet._C) and once with
 the PyTorch twins (KNET_DISABLE_EXT=1), with 1 and with 2 threads, on the default inference path
 (det: NNPACK Winograd for the neck's and kernel generator's stride-1 3x3 convs,
-DetKNetConfig.winograd_convs, taken with up to 2 threads: knet.models.fast_conv). Other modes:
+DetKNetConfig.winograd_convs, taken with up to 2 threads: knet.models.fast_conv; the 1x1 convs on
+oneDNN also with 1 thread: knet.models.onednn_conv; glibc keeping freed memory from the first
+inference call on: DetKNetConfig.keep_freed_memory, knet.models.host_memory). Other modes:
 "direct-compiled" turns the Winograd path off (plain F.conv2d: its in-run baseline);
 "winograd2t-compiled" allows it at any thread count;
 "fused-*" adds the det models' opt-in BN-folded channels-last backbone
 (DetKNetConfig.fused_inference; fails the end-to-end fixture parity, see DetKNet.extract_features);
 "unfolded-compiled" turns off the kernel update stages' inference fold of feat_transform
-(KernelUpdateHead.fold_feat_transform): the in-run baseline of that fold.
+(KernelUpdateHead.fold_feat_transform): the in-run baseline of that fold;
+"malloc-default-compiled" (det) leaves glibc's malloc as it is (DetKNetConfig.keep_freed_memory off:
+every large activation page-faulted in again per image, knet.models.host_memory): its in-run baseline;
+"gemm1x1-compiled" (det) runs the 1x1 convs on PyTorch's single-thread GEMM instead of oneDNN
+(knet.models.onednn_conv off): its in-run baseline.
 Each worker also times the original code's post-processing transcribed literally (every mask
 resized at full resolution at once, one full-resolution comparison per kernel): that ratio is
 measured in the same run, so it holds however loaded the machine is. The "vs original" column divides the original code's
@@ -90,16 +96,29 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def worker(task: str, threads: int, iters: int, fused: bool, unfolded: bool = False, winograd: str = "default") -> dict:
+def worker(
+    task: str,
+    threads: int,
+    iters: int,
+    fused: bool,
+    unfolded: bool = False,
+    winograd: str = "default",
+    malloc_default: bool = False,
+    gemm1x1: bool = False,
+) -> dict:
     import torch
 
     torch.set_num_threads(threads)
     from knet.extension import has_ext
     from knet.models import PRESETS, build_model
     from knet.models.fast_conv import set_winograd
+    from knet.models.onednn_conv import set_onednn_1x1
 
     torch.manual_seed(0)
     model = build_model(PRESETS[PRESET[task]]()).eval()
+    if task != "semantic":
+        model.config.keep_freed_memory = not malloc_default  # default on (applied by extract_features)
+        set_onednn_1x1(model, enabled=not gemm1x1)  # default on for det models
     if task != "semantic" and winograd != "default":  # "off": direct convs; "any": at any thread count
         for part in (model.fpn, model.kernel_generator):
             set_winograd(part, enabled=winograd == "any", max_threads=1024)
@@ -146,7 +165,7 @@ def run_all(args) -> list[dict]:
     for task in args.tasks.split(","):
         for mode in args.modes.split(","):
             for threads in [int(t) for t in args.threads.split(",")]:
-                if mode.startswith(("fused", "direct", "winograd2t")) and task == "semantic":
+                if mode.startswith(("fused", "direct", "winograd2t", "malloc-default", "gemm1x1")) and task == "semantic":
                     continue
                 env = dict(os.environ, KNET_DISABLE_EXT="1" if mode.endswith("twins") else "0", OMP_NUM_THREADS=str(threads))
                 cmd = [sys.executable, __file__, "--worker", "--tasks", task, "--threads", str(threads), "--iters", str(args.iters)]
@@ -154,6 +173,8 @@ def run_all(args) -> list[dict]:
                 cmd += ["--unfolded"] if mode.startswith("unfolded") else []
                 cmd += ["--winograd", "off"] if mode.startswith("direct") else []
                 cmd += ["--winograd", "any"] if mode.startswith("winograd2t") else []
+                cmd += ["--malloc-default"] if mode.startswith("malloc-default") else []
+                cmd += ["--gemm1x1"] if mode.startswith("gemm1x1") else []
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(f"{task} {mode} {threads}t failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -167,7 +188,7 @@ def run_all(args) -> list[dict]:
 
 
 HEADER = (
-    f"{'task':<9} {'ops':<17} {'thr':>3} {'clock':<5} {'backbone':>9} {'heads':>7} {'post':>7} {'total':>7}"
+    f"{'task':<9} {'ops':<24} {'thr':>3} {'clock':<5} {'backbone':>9} {'heads':>7} {'post':>7} {'total':>7}"
     f" {'post orig':>9} {'post x':>7} {'vs orig':>7}"
 )
 
@@ -182,7 +203,7 @@ def print_row(row: dict, flush: bool = False) -> None:
         vs = f"{ORIGINAL_1T[row['task']] / total:.2f}x" if row["threads"] == 1 else "-"
         lit_s = f"{lit:>8.2f}s" if has_literal else f"{'-':>9}"
         print(
-            f"{row['task']:<9} {row['mode']:<17} {row['threads']:>3} {clock:<5} {b:>8.2f}s {hd:>6.2f}s {p:>6.2f}s"
+            f"{row['task']:<9} {row['mode']:<24} {row['threads']:>3} {clock:<5} {b:>8.2f}s {hd:>6.2f}s {p:>6.2f}s"
             f" {total:>6.2f}s {lit_s} {post_ratio:>7} {vs:>7}",
             flush=flush,
         )
@@ -199,15 +220,22 @@ def main() -> None:
         help="compiled (knet._C), twins (KNET_DISABLE_EXT=1), direct-compiled (det: no Winograd convs, the"
         " in-run baseline), winograd2t-compiled (det: Winograd at any thread count), fused-compiled /"
         " fused-twins (plus the opt-in BN-folded channels-last backbone, det only), unfolded-compiled (no"
-        " feat_transform fold in the kernel update stages: its in-run baseline)",
+        " feat_transform fold in the kernel update stages: its in-run baseline), malloc-default-compiled (det:"
+        " glibc malloc left as it is, DetKNetConfig.keep_freed_memory off: its in-run baseline), gemm1x1-compiled"
+        " (det: 1x1 convs on PyTorch's single-thread GEMM, knet.models.onednn_conv off: its in-run baseline)",
     )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--unfolded", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--winograd", default="default", choices=["default", "off", "any"], help=argparse.SUPPRESS)
+    ap.add_argument("--malloc-default", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--gemm1x1", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.tasks, int(args.threads), args.iters, args.fused, args.unfolded, args.winograd)))
+        row = worker(
+            args.tasks, int(args.threads), args.iters, args.fused, args.unfolded, args.winograd, args.malloc_default, args.gemm1x1
+        )
+        print(json.dumps(row))
         return
     print(f"per-image latency, batch 1, CPU, median of {args.iters}; det 800x1216, semantic 512x512")
     print(f"original code, 1 thread: {ORIGINAL_1T} (panoptic split backbone+FPN/heads/post = {ORIGINAL_SPLIT['panoptic']})")

@@ -34,6 +34,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from knet.models.onednn_conv import OneDnnConv2d
+
 # smallest input width that takes the Winograd path (measured: 64 channels at stride 4 gains 2x)
 WINOGRAD_MIN_CHANNELS = 64
 # NNPACK runs single-threaded; the direct conv scales with threads: Winograd wins up to 2 of them
@@ -48,8 +50,9 @@ def nnpack_available() -> bool:
     return _NNPACK[0]
 
 
-class WinogradConv2d(nn.Conv2d):
-    """nn.Conv2d with an optional NNPACK Winograd path at inference (see module docstring).
+class WinogradConv2d(OneDnnConv2d):
+    """nn.Conv2d with an optional NNPACK Winograd path at inference (see module docstring); its
+    1x1 convs can take the oneDNN path of knet.models.onednn_conv (switched separately).
 
     The extra attributes are plain Python state, never in the state dict:
         winograd: use the Winograd path when it applies (default False: exactly nn.Conv2d).

@@ -23,6 +23,7 @@ from torch import nn
 from knet.models.fpn import ConvBlock
 from knet.models.kernel_update_head import prior_bias
 from knet.models.localization_fpn import LocalizationFPN
+from knet.models.onednn_conv import OneDnnConv2d
 from knet.ops import assemble, mask_conv
 
 
@@ -59,7 +60,7 @@ class KernelGenerator(nn.Module):
             [ConvBlock(in_channels=channels, out_channels=channels, kernel_size=1, gn_groups=gn_groups, relu=True)]
         )
         self.init_kernels = nn.Conv2d(channels, num_kernels, 1, bias=False)
-        self.conv_seg = nn.Conv2d(channels, num_thing_classes + num_stuff_classes, 1)
+        self.conv_seg = OneDnnConv2d(channels, num_thing_classes + num_stuff_classes, 1)
         self.init_weights()
 
     def init_weights(self) -> None:

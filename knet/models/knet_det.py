@@ -24,9 +24,11 @@ from knet.models.coco_classes import COCO_PANOPTIC_CLASSES
 from knet.models.det_postprocess import instance_postprocess, panoptic_postprocess
 from knet.models.fast_conv import set_winograd
 from knet.models.fpn import FPN
+from knet.models.host_memory import keep_freed_memory
 from knet.models.kernel_generator import KernelGenerator
 from knet.models.kernel_update_head import KernelUpdateHead
 from knet.models.localization_fpn import LocalizationFPN
+from knet.models.onednn_conv import set_onednn_1x1
 from knet.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, prepare_batch
 from knet.structures import InstanceResult, PanopticResult
 
@@ -77,6 +79,7 @@ class DetKNetConfig:
     # inference paths (eval mode, autograd off; training never changes). See extract_features.
     winograd_convs: bool = True  # NNPACK Winograd for the neck's and kernel generator's stride-1 3x3 convs (parity holds)
     fused_inference: bool = False  # predict(): BN-folded channels-last backbone: faster, NOT end-to-end fixture parity
+    keep_freed_memory: bool = True  # CPU inference: glibc keeps freed memory (process-wide; knet.models.host_memory)
 
     @property
     def num_classes(self) -> int:
@@ -160,7 +163,14 @@ class DetKNet(nn.Module):
           comparison FAILS (module by module it holds), so it is opt-in
           (config.fused_inference). Winograd is not used in the backbone on either path: its
           error compounds over the 16 blocks past the module-by-module tolerance.
+
+        Both paths on CPU run the 1x1 convs on oneDNN also with one thread (knet.models.onednn_conv:
+        PyTorch's own kernel with 2+ threads, same values), and with config.keep_freed_memory the
+        first CPU inference call sets glibc to keep freed memory (knet.models.host_memory: the
+        stride-4 activations are not page-faulted in again on every image; process-wide).
         """
+        if self.config.keep_freed_memory and not self.training and not torch.is_grad_enabled() and x.device.type == "cpu":
+            keep_freed_memory()  # once per process: large activations reuse freed memory, no page faults
         if fused and not self.training and self.config.backbone == "resnet":
             return self.fpn(self._inference_backbone()(x.contiguous(memory_format=torch.channels_last)))
         return self.fpn(self.backbone(x))
@@ -328,4 +338,8 @@ def build_det_model(cfg: DetKNetConfig) -> DetKNet:
     # the Winograd inference path of the neck and kernel generator convs (the backbone's stays off)
     set_winograd(fpn, enabled=cfg.winograd_convs)
     set_winograd(generator, enabled=cfg.winograd_convs)
-    return DetKNet(config=cfg, backbone=build_det_backbone(cfg), fpn=fpn, kernel_generator=generator, update_stages=stages)
+    # 1x1 convs on one thread: oneDNN, the kernel PyTorch itself uses on 2+ threads (same values)
+    backbone = build_det_backbone(cfg)
+    for part in (backbone, fpn, generator):
+        set_onednn_1x1(part, enabled=True)
+    return DetKNet(config=cfg, backbone=backbone, fpn=fpn, kernel_generator=generator, update_stages=stages)

@@ -184,3 +184,26 @@ def test_end_to_end(fx, path):
             close(fx.ref[f"stage{s}_cls_score"], out["cls_logits"], f"stage{s}_cls_score")
     close(fx.ref["rpn_seg_preds"], outputs[0]["seg_logits"], "seg_logits")
     check_result(fx, fx.model.postprocess(outputs[-1], **fx.shapes))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@torch.inference_mode()
+def test_end_to_end_one_thread(fx, path):
+    """On one thread (the bench's setting) the backbone's 1x1 convs take oneDNN as PyTorch does on
+    the fixtures' two (knet.models.onednn_conv): the contract holds there too."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        outs = fx.model.backbone(fx.x)
+        for i, out in enumerate(outs):
+            close(fx.ref[f"backbone_c{i + 2}"], out, f"backbone_c{i + 2}")
+        with conv_path(fx.model, path):
+            outputs = fx.model.forward_stages(fx.x)
+        for s, out in enumerate(outputs):
+            close(fx.ref[f"stage{s}_mask_logits"], out["mask_logits"], f"stage{s}_mask_logits")
+            close(fx.ref[f"stage{s}_kernels"], out["kernels"], f"stage{s}_kernels")
+            if s > 0:
+                close(fx.ref[f"stage{s}_cls_score"], out["cls_logits"], f"stage{s}_cls_score")
+        check_result(fx, fx.model.postprocess(outputs[-1], **fx.shapes))
+    finally:
+        torch.set_num_threads(before)

@@ -13,6 +13,9 @@ checkpoints: `layer{1..4}.{i}.conv{1,2,3}`, `bn{1,2,3}`, `downsample.{0,1}`.
 
 The forward returns the four stage outputs C2..C5 (strides 4/8/16/32, or 4/8/8/8 for D8).
 
+The convs are `OneDnnConv2d` (knet.models.onednn_conv: plain nn.Conv2d unless a model switches
+on the oneDNN path of its 1x1 convs for single-thread inference, as the det models do).
+
 `ResNet.folded_copy()` is the inference copy with every BatchNorm folded into the conv before
 it (DetKNet's opt-in fused inference). With autograd off the stem's 3x3 / stride-2 max pool runs
 as two separable passes of strided element-wise maxima (`max_pool3x3s2`): the same values (max is
@@ -29,6 +32,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from knet.errors import KnetError
+from knet.models.onednn_conv import OneDnnConv2d
 
 # Blocks per stage for the supported depths.
 RESNET_STAGE_BLOCKS: dict[int, tuple[int, int, int, int]] = {
@@ -53,13 +57,13 @@ class Bottleneck(nn.Module):
     ) -> None:
         super().__init__()
         out_channels = planes * BOTTLENECK_EXPANSION
-        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
+        self.conv1 = OneDnnConv2d(in_channels, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(
+        self.conv2 = OneDnnConv2d(
             planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
         )
         self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.conv3 = OneDnnConv2d(planes, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -85,7 +89,7 @@ def _make_stage(
     downsample = None
     if stride != 1 or in_channels != out_channels:
         downsample = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+            OneDnnConv2d(in_channels, out_channels, 1, stride=stride, bias=False),
             nn.BatchNorm2d(out_channels),
         )
     first_dilation = dilation // 2 if (contract_dilation and dilation > 1) else dilation
@@ -150,18 +154,18 @@ class ResNet(nn.Module):
         if deep_stem:
             half = stem_channels // 2
             self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, half, 3, stride=2, padding=1, bias=False),
+                OneDnnConv2d(in_channels, half, 3, stride=2, padding=1, bias=False),
                 nn.BatchNorm2d(half),
                 nn.ReLU(inplace=True),
-                nn.Conv2d(half, half, 3, stride=1, padding=1, bias=False),
+                OneDnnConv2d(half, half, 3, stride=1, padding=1, bias=False),
                 nn.BatchNorm2d(half),
                 nn.ReLU(inplace=True),
-                nn.Conv2d(half, stem_channels, 3, stride=1, padding=1, bias=False),
+                OneDnnConv2d(half, stem_channels, 3, stride=1, padding=1, bias=False),
                 nn.BatchNorm2d(stem_channels),
                 nn.ReLU(inplace=True),
             )
         else:
-            self.conv1 = nn.Conv2d(in_channels, stem_channels, 7, stride=2, padding=3, bias=False)
+            self.conv1 = OneDnnConv2d(in_channels, stem_channels, 7, stride=2, padding=3, bias=False)
             self.bn1 = nn.BatchNorm2d(stem_channels)
             self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
