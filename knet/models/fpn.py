@@ -65,7 +65,9 @@ class FPN(nn.Module):
     def forward(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         laterals = [conv(f) for conv, f in zip(self.lateral_convs, feats)]  # [B, C, H_l, W_l]
         for i in range(len(laterals) - 1, 0, -1):  # top-down pathway
-            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest")
+            up = F.interpolate(laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest")
+            # autograd off: added into the lateral conv's own output (same values, no new tensor)
+            laterals[i - 1] = laterals[i - 1] + up if torch.is_grad_enabled() else laterals[i - 1].add_(up)
         return [conv(lat) for conv, lat in zip(self.fpn_convs, laterals)]
 
     def init_weights(self) -> None:

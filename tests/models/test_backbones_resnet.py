@@ -89,3 +89,26 @@ def test_bad_arguments_raise_knet_error():
         ResNet(depth=34)
     with pytest.raises(KnetError):
         ResNet(depth=50, with_dcn=True)
+
+
+@pytest.mark.parametrize("build", [lambda: resnet(base_channels=8), lambda: resnet_v1c(stem_channels=8, base_channels=8, dilated=True)])
+def test_inference_path_is_bit_identical(build):
+    """Autograd off, the BatchNorms / residual adds / ReLUs write into the conv outputs: same bits."""
+    torch.manual_seed(0)
+    net = build().eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial statistics and affine parameters
+                m.weight.normal_(1.0, 0.2)
+                m.bias.normal_()
+                m.running_mean.normal_(0.0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 70, 94)
+    with torch.enable_grad():
+        ref = [o.detach() for o in net(x)]
+    with torch.inference_mode():
+        outs = net(x)
+        folded = net.folded_copy()(x)  # BatchNorms replaced by nn.Identity: still runs
+    for a, b, c in zip(ref, outs, folded):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(c, a, rtol=1e-4, atol=1e-4)
