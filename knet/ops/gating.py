@@ -48,20 +48,16 @@ def adaptive_gate_twin(
 
 
 def _check(acts: tuple[Tensor, ...], params: tuple[Tensor, ...]) -> None:
-    # plain comparisons only: this runs on every call of a sub-millisecond op
     shape = acts[0].shape
     if len(shape) != 2:
         raise ValueError(f"adaptive_gate expects [M, Cf] activations, got {tuple(shape)}")
     if not (acts[1].shape == shape and acts[2].shape == shape and acts[3].shape == shape):
         raise ValueError(f"adaptive_gate: activation shapes differ: {[tuple(t.shape) for t in acts]}")
-    cf = (shape[1],)
-    for p in params:
-        if p.shape != cf:
-            raise ValueError(f"adaptive_gate: LayerNorm parameters must be [{shape[1]}], got {tuple(p.shape)}")
-    dev = acts[0].device
-    for t in acts[1:] + params:
-        if t.device != dev:
-            raise ValueError("adaptive_gate: all tensors must be on the same device")
+    cf = shape[1:]
+    if not all(p.shape == cf for p in params):
+        bad = next(tuple(p.shape) for p in params if p.shape != cf)
+        raise ValueError(f"adaptive_gate: LayerNorm parameters must be [{shape[1]}], got {bad}")
+    # devices: checked by the compiled op (one TORCH_CHECK per tensor) and by the twin's ops
 
 
 @torch.library.custom_op("knet::adaptive_gate", mutates_args=())

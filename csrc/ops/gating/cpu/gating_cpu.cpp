@@ -125,8 +125,11 @@ std::vector<at::Tensor> adaptive_gate_backward_cpu(const at::Tensor& grad, const
   std::vector<at::Tensor> grads;
   grads.reserve(12);
   for (int j = 0; j < 4; ++j) grads.push_back(at::empty({m, cf}, acts[0].options()));
-  for (int i = 0; i < 8; ++i) grads.push_back(at::zeros({cf}, acts[0].options()));
-  if (m == 0) return grads;
+  for (int i = 0; i < 8; ++i) grads.push_back(at::empty({cf}, acts[0].options()));  // written by the kernels
+  if (m == 0) {
+    for (int i = 0; i < 8; ++i) grads[4 + i].zero_();
+    return grads;
+  }
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "adaptive_gate_backward_cpu", [&] {
     using T = scalar_t;
     const Ptrs<T> p = gate_rows<T>(acts, params);
@@ -144,9 +147,10 @@ std::vector<at::Tensor> adaptive_gate_backward_cpu(const at::Tensor& grad, const
     const int64_t chunk = std::max<int64_t>(grain, (m + threads - 1) / threads);
     const int64_t chunks = (m + chunk - 1) / chunk;
     // per chunk: a blocked [Cf / L][4][L] dL/dxhat scratch row (L <= 16 lanes), and for every
-    // chunk but the first eight [Cf] parameter-gradient partial sums
+    // chunk but the first eight [Cf] parameter-gradient partial sums (the first chunk's are
+    // written into the outputs, the others added to them in chunk order)
     const int64_t scratch_size = 4 * (cf + 16);
-    std::vector<T> work(static_cast<size_t>(chunks * scratch_size + (chunks - 1) * 8 * cf), T(0));
+    std::vector<T> work(static_cast<size_t>(chunks * scratch_size + (chunks - 1) * 8 * cf));
     T* partials = work.data() + chunks * scratch_size;
     auto run = [&](int64_t k) {
       T* scratch = work.data() + k * scratch_size;
