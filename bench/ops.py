@@ -7,9 +7,11 @@ an 800x1344 input); semantic B=2, N=150, C=512, 128x128 (UPerNet 512x512 crop); 
 update gate on M=153 rows (panoptic) and M=600 rows (semantic: 2 images x 150 kernels x 2
 chunks), Cf=256, forward + backward. mask_conv is timed forward at both shapes and forward +
 backward at the panoptic one; the line above the table says which CPU float32 path ran (knet's
-AVX-512 GEMM or at::bmm, see `knet info`). The mask_iou row compares knet.ops.mask_iou with
+AVX-512 GEMM or at::bmm, see `knet info`); under an AVX-512 row, the same op timed on at::bmm
+and the GEMM's speedup over it. The mask_iou row compares knet.ops.mask_iou with
 pycocotools' maskUtils.iou on the same RLEs. Every time is the median of --repeat runs.
-Prints a table; --json writes {op: {"shape", "twin_ms", "ext_ms", "speedup"}}.
+Prints a table; --json writes {op: {"shape", "twin_ms", "ext_ms", "speedup"}} (+ "bmm_ms",
+"speedup_vs_bmm" for mask_conv on the AVX-512 GEMM).
 """
 
 from __future__ import annotations
@@ -79,12 +81,25 @@ def _shape(d: dict) -> str:
     return f"B={d['b']} N={d['n']} C={d['c']} {d['h']}x{d['w']}"
 
 
+def _on_bmm_path(fn: Callable[[], object], repeat: int) -> dict:
+    """{"bmm_ms": ...}: fn timed once more with the CPU mask_conv on at::bmm instead of knet's
+    AVX-512 GEMM (only when that GEMM is what ran; the same op and dispatch, MKL underneath)."""
+    if extension.ext().mask_conv_cpu_isa() != "avx512":
+        return {}
+    prev = extension.ext().mask_conv_set_avx512(False)
+    try:
+        return {"bmm_ms": median_ms(fn, repeat)}
+    finally:
+        extension.ext().mask_conv_set_avx512(prev)
+
+
 def bench_mask_conv(name: str, dims: dict, repeat: int) -> dict:
     feats, kernels, _ = _maps(**dims)
     with torch.no_grad():
         twin = median_ms(lambda: mask_conv_twin(feats, kernels), repeat)
         ext = median_ms(lambda: mask_conv(feats, kernels), repeat)
-    return {"shape": _shape(dims) + " fwd", "twin_ms": twin, "ext_ms": ext}
+        bmm = _on_bmm_path(lambda: mask_conv(feats, kernels), repeat)
+    return {"shape": _shape(dims) + " fwd", "twin_ms": twin, "ext_ms": ext, **bmm}
 
 
 def bench_mask_conv_train(dims: dict, repeat: int) -> dict:
@@ -98,7 +113,8 @@ def bench_mask_conv_train(dims: dict, repeat: int) -> dict:
 
     twin = median_ms(run(mask_conv_twin), repeat)
     ext = median_ms(run(mask_conv), repeat)
-    return {"shape": _shape(dims) + " fwd+bwd", "twin_ms": twin, "ext_ms": ext}
+    bmm = _on_bmm_path(run(mask_conv), repeat)
+    return {"shape": _shape(dims) + " fwd+bwd", "twin_ms": twin, "ext_ms": ext, **bmm}
 
 
 def bench_assemble(mode: str, dims: dict, repeat: int, knet_like: bool = False) -> dict:
@@ -218,6 +234,10 @@ def main() -> None:
         res["speedup"] = res["twin_ms"] / res["ext_ms"]
         results[name] = res
         print(f"{name:<32} {res['shape']:<58} {res['twin_ms']:>9.2f} {res['ext_ms']:>9.2f} {res['speedup']:>7.2f}x")
+        if "bmm_ms" in res:  # the same op on at::bmm: its time, and the AVX-512 GEMM's speedup over it
+            res["speedup_vs_bmm"] = res["bmm_ms"] / res["ext_ms"]
+            label = f"  same op on at::bmm: {res['bmm_ms']:.2f} ms ({res['twin_ms'] / res['bmm_ms']:.2f}x the twin)"
+            print(f"{'':<32} {label:<78} {res['speedup_vs_bmm']:>7.2f}x")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")

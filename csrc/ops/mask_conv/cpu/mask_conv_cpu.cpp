@@ -1,12 +1,14 @@
 // CPU mask_conv: the dynamic 1x1 convolution is a batched GEMM, [N, C] x [C, H*W] per image.
 //
 // float32 on CPUs with AVX-512 runs knet's own GEMM (mask_conv_gemm_avx512.cpp: packed
-// micro-panels, a 6 x 32 register-blocked FMA micro-tile, pixel blocks over at::parallel_for),
-// which on the development machine (AMD Zen 4) is faster than the MKL sgemm that at::bmm and the
-// einsum twin call (MKL takes a slower path on AMD CPUs; README "Kernels" has the numbers). It
-// also serves the backward's dX = K^T G; dK = G X^T (a reduction over the pixels, C x N outputs)
-// stays on at::bmm. float64, CPUs without AVX-512 and KNET_NO_AVX512=1 use at::bmm throughout,
-// writing straight into the output (no einsum permutes / copies).
+// micro-panels, a 6 x 32 register-blocked FMA micro-tile, runs of 32-pixel units over
+// at::parallel_for). On the development machine (AMD Zen 4, AVX-512) the MKL sgemm behind at::bmm
+// and the einsum twin reaches ~70-80 GFLOPS per core on these shapes, the micro-tile ~118 on
+// cached data (the FMA peak) and the whole GEMM ~100: README "Kernels" has the measured ratios.
+// The same GEMM computes the backward's dX = K^T G; dK = G X^T (a reduction over the pixels into
+// a small N x C matrix) stays on at::bmm. float16 / bfloat16 inputs arrive here upcast to float32
+// (op_utils.h) and take the float32 path. float64, CPUs without AVX-512 and KNET_NO_AVX512=1 use
+// at::bmm, writing straight into the output (no einsum permutes / copies).
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -24,6 +26,7 @@ bool use_own_gemm(const at::Tensor& t) { return t.scalar_type() == at::kFloat &&
 
 // out[b] = A[b] rows[b]: A [B, M, K] (any strides), rows [B, K, P] and out [B, M, P] contiguous.
 void own_gemm(const at::Tensor& a, const at::Tensor& rows, at::Tensor& out) {
+  TORCH_CHECK(rows.is_contiguous() && out.is_contiguous(), "mask_conv: GEMM rows and output must be contiguous");
   mask_conv_cpu::Gemm g;
   g.batch = a.size(0);
   g.m = a.size(1);
