@@ -3,9 +3,9 @@
 A det K-Net at 800x1216 allocates and frees dozens of activations of 30-62 MB per image (stride-4
 maps of 64-256 channels). glibc's malloc serves every block above its mmap threshold (at most
 32 MB, however it adapts) with a fresh mmap and unmaps it on free, so each such activation is
-page-faulted in again, 4 KB at a time, on every image: ~2 GB of faults per image, measured as
-~0.6-0.8 s of the ~3.8 s single-thread latency of the instance R-50 (process CPU time, most of
-it kernel time: bench/model.py, mode "malloc-default-compiled", is the in-run baseline).
+page-faulted in again, 4 KB at a time, on every image: instance R-50, 1 thread, 340-380 thousand
+faults (~1.4 GB) per image, 0.35-1.0 s of its ~3 s (process CPU time, most of it kernel time;
+bench/model.py, mode "malloc-default-compiled", is the in-run baseline).
 
 `keep_freed_memory()` makes glibc keep freed memory for reuse instead:
 
@@ -14,7 +14,7 @@ it kernel time: bench/model.py, mode "malloc-default-compiled", is the in-run ba
 
 Effects, process-wide and for the rest of the process: later allocations reuse freed heap memory
 without faults (from the third image on, none at all); the resident memory is higher (instance
-R-50 at 800x1216, 1 thread, six images: 1.58 GB steady instead of a 1.38 GB peak) and memory
+R-50 at 800x1216, 1 thread, six images: 1.43 GB steady instead of a 1.32 GB peak) and memory
 freed after the peak is not given back to the system until the process ends. This is what PyTorch's CPU tuning guide gets from swapping in jemalloc or
 tcmalloc, without preloading a library. The det models apply it on their CPU inference path
 (DetKNetConfig.keep_freed_memory, default on; eval mode with autograd off). Not glibc (macOS,

@@ -5,8 +5,8 @@ ConvParams::use_mkldnn): a 1x1, stride-1, undilated conv of a batch below 16 goe
 (`mkldnn_convolution`) only when more than one intra-op thread is set, and otherwise to the
 im2col-free GEMM of `thnn_conv2d` (its comment: "MKLDNN is faster than THNN when multi-threaded,
 but THNN is faster when single-threaded"). On this AVX-512 machine the opposite holds for the
-det models' 1x1 convs: oneDNN takes 0.55-0.95x the GEMM's time at 1 thread (64 -> 256 channels
-at stride 4: 28 vs 50 ms; 512 -> 2048 at stride 32: 20 vs 32 ms).
+det models' 1x1 convs: oneDNN takes 0.55-0.98x the GEMM's time at 1 thread (64 -> 256 channels
+at stride 4: 28 vs 50 ms; 512 -> 2048 at stride 32: 20 vs 32 ms; R-50 at 800x1216: ten shapes).
 
 `OneDnnConv2d` is an `nn.Conv2d` (same parameters, keys, training behaviour) that, when its
 switch `onednn_1x1` is on and every condition of `onednn_1x1_applies` holds, calls oneDNN for
