@@ -70,17 +70,9 @@ class WinogradConv2d(OneDnnConv2d):
         p = self.padding
         return (
             self.winograd
-            and not self.training
-            and not torch.is_grad_enabled()
-            and x.device.type == "cpu"
-            and x.dtype == torch.float32
-            and self.weight.dtype == torch.float32
-            and x.dim() == 4
             and self.kernel_size == (3, 3)
-            and self.stride == (1, 1)
-            and self.dilation == (1, 1)
+            and self.stride1_cpu_float32_inference(x)
             and self.groups == 1
-            and self.padding_mode == "zeros"
             and isinstance(p, tuple)
             and p[0] <= 1
             and p[1] <= 1

@@ -48,19 +48,26 @@ class OneDnnConv2d(nn.Conv2d):
         super().__init__(*args, **kwargs)
         self.onednn_1x1 = False
 
-    def onednn_1x1_applies(self, x: torch.Tensor) -> bool:
+    def stride1_cpu_float32_inference(self, x: torch.Tensor) -> bool:
+        """The conditions the fast CPU paths share: eval mode with autograd off, CPU float32
+        4-D input and weight, stride 1, dilation 1, zero padding mode."""
         return (
-            self.onednn_1x1
-            and self.kernel_size == (1, 1)
-            and self.stride == (1, 1)
-            and self.dilation == (1, 1)
-            and self.padding_mode == "zeros"
-            and not self.training
+            not self.training
             and not torch.is_grad_enabled()
             and x.device.type == "cpu"
             and x.dtype == torch.float32
             and self.weight.dtype == torch.float32
             and x.dim() == 4
+            and self.stride == (1, 1)
+            and self.dilation == (1, 1)
+            and self.padding_mode == "zeros"
+        )
+
+    def onednn_1x1_applies(self, x: torch.Tensor) -> bool:
+        return (
+            self.onednn_1x1
+            and self.kernel_size == (1, 1)
+            and self.stride1_cpu_float32_inference(x)
             and x.is_contiguous()
             and torch.get_num_threads() == 1
             and (x.shape[0] > 1 or self.groups > 1 or x.numel() > ONEDNN_MIN_NUMEL)
