@@ -3,7 +3,7 @@
 // float32 on CPUs with AVX-512 runs knet's own GEMM (mask_conv_gemm_avx512.cpp: packed
 // micro-panels, a 6 x 32 register-blocked FMA micro-tile, runs of 32-pixel units over
 // at::parallel_for). On the development machine (AMD Zen 4, AVX-512) the MKL sgemm behind at::bmm
-// and the einsum twin reaches ~70-80 GFLOPS per core on these shapes, the micro-tile ~118 on
+// and the einsum twin reaches ~65-80 GFLOPS per core on these shapes, the micro-tile ~118 on
 // cached data (the FMA peak) and the whole GEMM ~100: README "Kernels" has the measured ratios.
 // The same GEMM computes the backward's dX = K^T G; dK = G X^T (a reduction over the pixels into
 // a small N x C matrix) stays on at::bmm. float16 / bfloat16 inputs arrive here upcast to float32
