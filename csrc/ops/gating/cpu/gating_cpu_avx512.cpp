@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "knet/cpu_isa.h"
 #include "knet/gating_math.h"
 #include "ops/gating/cpu/gating_cpu.h"
 
@@ -24,20 +25,10 @@ namespace gating_cpu {
 
 #if defined(KNET_GATING_AVX512)
 
-static bool cpu_has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-}
+static cpu::Avx512Switch g_avx512;
 
-static bool g_enabled = cpu_has_avx512() && std::getenv("KNET_NO_AVX512") == nullptr;
-
-bool avx512_enabled() { return g_enabled; }
-bool set_avx512(bool on) {
-  const bool prev = g_enabled;
-  g_enabled = on && cpu_has_avx512();
-  return prev;
-}
+bool avx512_enabled() { return g_avx512.enabled(); }
+bool set_avx512(bool on) { return g_avx512.set(on); }
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,fma,avx2")

@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "knet/cpu_isa.h"
 #include "ops/mask_conv/cpu/mask_conv_gemm.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(KNET_NO_AVX512)
@@ -58,20 +59,10 @@ GemmPlan gemm_plan(const Gemm& g) {
 
 #if defined(KNET_MASK_CONV_AVX512)
 
-static bool cpu_has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-}
+static cpu::Avx512Switch g_avx512;
 
-static bool g_enabled = cpu_has_avx512() && std::getenv("KNET_NO_AVX512") == nullptr;
-
-bool avx512_enabled() { return g_enabled; }
-bool set_avx512(bool on) {
-  const bool prev = g_enabled;
-  g_enabled = on && cpu_has_avx512();
-  return prev;
-}
+bool avx512_enabled() { return g_avx512.enabled(); }
+bool set_avx512(bool on) { return g_avx512.set(on); }
 
 // the packed B block of the calling thread (64-byte aligned), kept between calls: at most
 // K * 512 floats (512 KB at K = 256 and 512)
