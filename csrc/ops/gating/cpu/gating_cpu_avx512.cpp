@@ -5,6 +5,7 @@
 // target pragma (their inline functions keep the baseline target, so no AVX-512 code can be
 // shared with the other objects through inline-function merging), and the kernels live in an
 // anonymous namespace. Other compilers / architectures build the stubs at the end.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
