@@ -9,7 +9,9 @@ chunks), Cf=256, forward + backward. mask_conv is timed forward at both shapes a
 backward at the panoptic one; the line above the table says which CPU float32 path ran (knet's
 AVX-512 GEMM or at::bmm, see `knet info`); under an AVX-512 row, the same op timed on at::bmm
 and the GEMM's speedup over it. The mask_iou row compares knet.ops.mask_iou with
-pycocotools' maskUtils.iou on the same RLEs. Every time is the median of --repeat runs.
+pycocotools' maskUtils.iou on the same RLEs. Every time is the median of --repeat runs; the
+baseline and the compiled op are timed in alternating blocks of back-to-back calls (ABBA...), so
+that a change of machine speed during the run falls on both.
 Prints a table; --json writes {op: {"shape", "twin_ms", "ext_ms", "speedup"}} (+ "bmm_ms",
 "speedup_vs_bmm" for mask_conv on the AVX-512 GEMM).
 """
@@ -42,6 +44,29 @@ def median_ms(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+def paired_median_ms(
+    baseline: Callable[[], object], candidate: Callable[[], object], repeat: int, warmup: int = 2, blocks: int = 5
+) -> tuple[float, float]:
+    """Median ms over `repeat` calls of the baseline and of the candidate, timed in alternating
+    blocks (A-block, B-block, B-block, A-block, ...; `blocks` blocks each) so that a change of
+    machine speed during the run (a shared VM) falls on both alike, while the calls inside a
+    block run back to back on warm caches (the usual hot-loop measurement)."""
+    for _ in range(warmup):
+        baseline()
+        candidate()
+    per_block = max(1, -(-repeat // blocks))
+    times: dict[int, list[float]] = {0: [], 1: []}
+    fns = (baseline, candidate)
+    for b in range(-(-repeat // per_block)):
+        order = (0, 1) if b % 2 == 0 else (1, 0)
+        for which in order:
+            for _ in range(per_block):
+                t0 = time.perf_counter()
+                fns[which]()
+                times[which].append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def _maps(b: int, n: int, c: int, h: int, w: int, seed: int = 0):
@@ -96,8 +121,7 @@ def _on_bmm_path(fn: Callable[[], object], repeat: int) -> dict:
 def bench_mask_conv(name: str, dims: dict, repeat: int) -> dict:
     feats, kernels, _ = _maps(**dims)
     with torch.no_grad():
-        twin = median_ms(lambda: mask_conv_twin(feats, kernels), repeat)
-        ext = median_ms(lambda: mask_conv(feats, kernels), repeat)
+        twin, ext = paired_median_ms(lambda: mask_conv_twin(feats, kernels), lambda: mask_conv(feats, kernels), repeat)
         bmm = _on_bmm_path(lambda: mask_conv(feats, kernels), repeat)
     return {"shape": _shape(dims) + " fwd", "twin_ms": twin, "ext_ms": ext, **bmm}
 
@@ -111,8 +135,7 @@ def bench_mask_conv_train(dims: dict, repeat: int) -> dict:
     def run(fn):
         return lambda: torch.autograd.grad(fn(feats, kernels), (feats, kernels), grad)
 
-    twin = median_ms(run(mask_conv_twin), repeat)
-    ext = median_ms(run(mask_conv), repeat)
+    twin, ext = paired_median_ms(run(mask_conv_twin), run(mask_conv), repeat)
     bmm = _on_bmm_path(run(mask_conv), repeat)
     return {"shape": _shape(dims) + " fwd+bwd", "twin_ms": twin, "ext_ms": ext, **bmm}
 
@@ -122,8 +145,7 @@ def bench_assemble(mode: str, dims: dict, repeat: int, knet_like: bool = False) 
     if knet_like:
         masks = _knet_like_logits(dims["b"], dims["n"], dims["h"], dims["w"])
     with torch.no_grad():
-        twin = median_ms(lambda: assemble_twin(masks, feats, mode), repeat)
-        ext = median_ms(lambda: assemble(masks, feats, mode), repeat)
+        twin, ext = paired_median_ms(lambda: assemble_twin(masks, feats, mode), lambda: assemble(masks, feats, mode), repeat)
     kind = " K-Net-like masks" if knet_like else (" dense random" if mode == "binary" else "")
     return {"shape": _shape(dims) + kind + " fwd", "twin_ms": twin, "ext_ms": ext}
 
@@ -138,8 +160,7 @@ def bench_assemble_backward(mode: str, dims: dict, repeat: int) -> dict:
     def run(fn):
         return lambda: fn(masks, feats, mode).backward(grad)
 
-    twin = median_ms(run(assemble_twin), repeat)
-    ext = median_ms(run(assemble), repeat)
+    twin, ext = paired_median_ms(run(assemble_twin), run(assemble), repeat)
     feats.grad = None
     return {"shape": _shape(dims) + " K-Net-like masks fwd+bwd", "twin_ms": twin, "ext_ms": ext}
 
@@ -156,8 +177,7 @@ def bench_gate(m: int, cf: int, repeat: int) -> dict:
 
         return step
 
-    twin = median_ms(run(adaptive_gate_twin), repeat * 5)
-    ext = median_ms(run(adaptive_gate), repeat * 5)
+    twin, ext = paired_median_ms(run(adaptive_gate_twin), run(adaptive_gate), repeat * 5)
     return {"shape": f"M={m} Cf={cf} fwd+bwd", "twin_ms": twin, "ext_ms": ext}
 
 
@@ -189,8 +209,7 @@ def bench_mask_iou(repeat: int) -> dict | str:
     got = np.asarray(mask_iou(dt, gt, iscrowd))
     if not np.array_equal(got, ref):
         return "skipped: knet.ops.mask_iou differs from pycocotools on the benchmark RLEs"
-    twin = median_ms(lambda: mask_utils.iou(dt, gt, iscrowd), repeat * 3)
-    ext = median_ms(lambda: mask_iou(dt, gt, iscrowd), repeat * 3)
+    twin, ext = paired_median_ms(lambda: mask_utils.iou(dt, gt, iscrowd), lambda: mask_iou(dt, gt, iscrowd), repeat * 3)
     return {"shape": "100 dt x 20 gt RLEs 480x640 (vs pycocotools)", "twin_ms": twin, "ext_ms": ext}
 
 
