@@ -54,9 +54,9 @@ def _check(acts: tuple[Tensor, ...], params: tuple[Tensor, ...]) -> None:
     if not (acts[1].shape == shape and acts[2].shape == shape and acts[3].shape == shape):
         raise ValueError(f"adaptive_gate: activation shapes differ: {[tuple(t.shape) for t in acts]}")
     cf = shape[1:]
-    if not all(p.shape == cf for p in params):
-        bad = next(tuple(p.shape) for p in params if p.shape != cf)
-        raise ValueError(f"adaptive_gate: LayerNorm parameters must be [{shape[1]}], got {bad}")
+    for p in params:  # plain comparisons only: this runs on every call of a sub-millisecond op
+        if p.shape != cf:
+            raise ValueError(f"adaptive_gate: LayerNorm parameters must be [{shape[1]}], got {tuple(p.shape)}")
     # devices: checked by the compiled op (one TORCH_CHECK per tensor) and by the twin's ops
 
 
